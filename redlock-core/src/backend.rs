@@ -1,0 +1,304 @@
+//! The [`LockBackend`] trait: one node's view of the lock.
+//!
+//! A backend is one independent Redis node (or one Redis Cluster, or anything
+//! else that can hold keys with a TTL). It knows nothing about quorums, drift or
+//! retries: it runs one operation on its node and reports how many of the keys
+//! the operation applied to, or why it could not ask. The algorithm in
+//! [`Redlock`](crate::Redlock) turns those replies into votes.
+//!
+//! # Writing a backend
+//!
+//! Implement the three operations. A Redis backend runs
+//! [`Request::script`] (by `EVALSHA`, falling back to `EVAL` on `NOSCRIPT`) with
+//! `KEYS = request.resources()`, `ARGV = [request.value(), request.ttl_millis()]`
+//! and returns [`Reply::applied`] with the integer the script answered. A backend
+//! that does not run Lua implements the semantics of the built-in scripts (see
+//! [`scripts`](crate::scripts)) and refuses a custom script with
+//! [`ErrorKind::Unsupported`]. Map every failure to a [`BackendError`] of the
+//! closest [`ErrorKind`], keeping the client's error as the source. Then run the
+//! conformance suite in `redlock-testkit` against it.
+//!
+//! ```
+//! use redlock_core::{async_trait, BackendError, LockBackend, Reply, Request};
+//!
+//! struct AlwaysBusy;
+//!
+//! #[async_trait]
+//! impl LockBackend for AlwaysBusy {
+//!     async fn acquire(&self, _: &Request<'_>) -> Result<Reply, BackendError> {
+//!         Ok(Reply::applied(0)) // someone else holds every key
+//!     }
+//!     async fn extend(&self, _: &Request<'_>) -> Result<Reply, BackendError> {
+//!         Ok(Reply::applied(0))
+//!     }
+//!     async fn release(&self, _: &Request<'_>) -> Result<Reply, BackendError> {
+//!         Ok(Reply::applied(0))
+//!     }
+//! }
+//! ```
+
+use std::borrow::Cow;
+use std::error::Error as StdError;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+
+use crate::scripts::Script;
+
+/// One operation's arguments, as a backend receives them.
+#[derive(Clone, Copy, Debug)]
+#[non_exhaustive]
+pub struct Request<'a> {
+    resources: &'a [String],
+    value: &'a str,
+    ttl: Duration,
+    script: &'a Script,
+}
+
+impl<'a> Request<'a> {
+    /// Builds a request. The algorithm builds these; a backend's own tests may too.
+    pub fn new(resources: &'a [String], value: &'a str, ttl: Duration, script: &'a Script) -> Self {
+        Request {
+            resources,
+            value,
+            ttl,
+            script,
+        }
+    }
+
+    /// The keys, exactly the resource names the caller gave (no prefix added).
+    pub fn resources(&self) -> &'a [String] {
+        self.resources
+    }
+
+    /// The lock value: at least 128 random bits, as a plain string.
+    pub fn value(&self) -> &'a str {
+        self.value
+    }
+
+    /// The time to live the keys get.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The TTL in whole milliseconds, as `PX` takes it. The algorithm only sends
+    /// TTLs of at least one millisecond that fit in `u64`.
+    pub fn ttl_millis(&self) -> u64 {
+        u64::try_from(self.ttl.as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// The script to run (built-in or custom).
+    pub fn script(&self) -> &'a Script {
+        self.script
+    }
+}
+
+/// What a node did with one operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Reply {
+    /// How many of the request's keys the operation applied to: set (acquire),
+    /// re-armed (extend) or deleted (release).
+    pub applied: usize,
+}
+
+impl Reply {
+    /// A reply that applied to `n` keys.
+    pub fn applied(n: usize) -> Self {
+        Reply { applied: n }
+    }
+
+    /// A reply from a script's integer answer; a negative integer (which no
+    /// built-in script returns) counts as zero.
+    pub fn from_script_integer(n: i64) -> Self {
+        Reply::applied(usize::try_from(n).unwrap_or(0))
+    }
+}
+
+/// The kind of a [`BackendError`], which decides how the algorithm treats it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The node could not be reached or the connection broke. Retryable.
+    Connection,
+    /// The node did not answer within the per-node timeout. Retryable.
+    Timeout,
+    /// The keys hash to different Redis Cluster slots (`CROSSSLOT`). Put the
+    /// common part of the resource names in a hash tag, e.g. `{order42}:a` and
+    /// `{order42}:b`. Not retryable.
+    CrossSlot,
+    /// Authentication or authorisation failed (`NOAUTH`, `WRONGPASS`, `NOPERM`).
+    /// Not retryable.
+    Auth,
+    /// The script failed on the server (a Lua error, `WRONGTYPE`, ...). Not retryable.
+    Script,
+    /// The node answered something the protocol does not allow here. Retryable.
+    Protocol,
+    /// The backend cannot do what was asked (a custom script on a backend that
+    /// does not run Lua, an optional capability). Not retryable.
+    Unsupported,
+    /// The node is busy (`BUSY`, `LOADING`, `TRYAGAIN`, `MASTERDOWN`, ...). Retryable.
+    Busy,
+    /// Anything else. Retryable.
+    Other,
+}
+
+impl ErrorKind {
+    /// Whether retrying the same request can succeed. The algorithm stops
+    /// retrying at once when an attempt failed because of a permanent error.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            ErrorKind::CrossSlot | ErrorKind::Auth | ErrorKind::Script | ErrorKind::Unsupported
+        )
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::Connection => "connection error",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::CrossSlot => "keys in different cluster slots",
+            ErrorKind::Auth => "authentication failed",
+            ErrorKind::Script => "script error",
+            ErrorKind::Protocol => "unexpected reply",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Busy => "node busy",
+            ErrorKind::Other => "backend error",
+        })
+    }
+}
+
+/// Why one node could not run an operation. Cheap to clone; the client's own
+/// error is kept as the [source](std::error::Error::source).
+#[derive(Clone)]
+pub struct BackendError {
+    kind: ErrorKind,
+    message: Cow<'static, str>,
+    source: Option<Arc<dyn StdError + Send + Sync + 'static>>,
+}
+
+impl BackendError {
+    /// An error of `kind` with a message.
+    pub fn new(kind: ErrorKind, message: impl Into<Cow<'static, str>>) -> Self {
+        BackendError {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// An error of `kind` that keeps the client's error as its source.
+    pub fn with_source(
+        kind: ErrorKind,
+        message: impl Into<Cow<'static, str>>,
+        source: impl StdError + Send + Sync + 'static,
+    ) -> Self {
+        BackendError {
+            kind,
+            message: message.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+
+    /// The per-node timeout expired before the node answered.
+    pub fn timeout(after: Duration) -> Self {
+        BackendError::new(
+            ErrorKind::Timeout,
+            format!("no answer within the per-node timeout of {after:?}"),
+        )
+    }
+
+    /// The kind, which tells the algorithm whether to retry.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message, without the kind.
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+}
+
+impl fmt::Debug for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("BackendError");
+        d.field("kind", &self.kind).field("message", &self.message);
+        if let Some(source) = &self.source {
+            d.field("source", source);
+        }
+        d.finish()
+    }
+}
+
+impl fmt::Display for BackendError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.kind, self.message)
+    }
+}
+
+impl StdError for BackendError {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn StdError + 'static))
+    }
+}
+
+/// One node's view of the lock: run one operation on one node.
+///
+/// Object safe, so `Vec<Box<dyn LockBackend>>` and wrappers (fault injection,
+/// metrics) work; `Box<B>`, `Arc<B>` and `&B` are backends too. Every method
+/// must return promptly on a dead node (the algorithm also bounds each call by
+/// its per-node timeout and drops the future when it expires, so a method must
+/// be cancellation safe: dropping it may leave the operation applied or not,
+/// never half-applied, which Lua scripts guarantee).
+///
+/// New optional capabilities arrive as provided methods with a default that
+/// answers [`ErrorKind::Unsupported`], so adding one never breaks a backend.
+#[async_trait]
+pub trait LockBackend: Send + Sync {
+    /// Sets every key in [`Request::resources`] to [`Request::value`] with
+    /// [`Request::ttl`] if none is held by another value; otherwise sets none.
+    /// Replies with the number of keys set (all of them, or 0).
+    async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError>;
+
+    /// Resets the TTL of every key if all still hold [`Request::value`];
+    /// otherwise changes nothing. Replies with the number of keys extended.
+    async fn extend(&self, request: &Request<'_>) -> Result<Reply, BackendError>;
+
+    /// Deletes each key that holds [`Request::value`]. Replies with the number
+    /// of keys deleted.
+    async fn release(&self, request: &Request<'_>) -> Result<Reply, BackendError>;
+
+    /// A short name for statistics, logs and the error hook, such as
+    /// `redis://127.0.0.1:7001`.
+    fn describe(&self) -> Cow<'_, str> {
+        Cow::Borrowed(std::any::type_name::<Self>())
+    }
+}
+
+macro_rules! forward_backend {
+    ($($ptr:ty),*) => {$(
+        #[async_trait]
+        impl<B: LockBackend + ?Sized> LockBackend for $ptr {
+            async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+                (**self).acquire(request).await
+            }
+            async fn extend(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+                (**self).extend(request).await
+            }
+            async fn release(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+                (**self).release(request).await
+            }
+            fn describe(&self) -> Cow<'_, str> {
+                (**self).describe()
+            }
+        }
+    )*};
+}
+
+forward_backend!(Box<B>, Arc<B>, &B);

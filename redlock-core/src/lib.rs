@@ -1,0 +1,74 @@
+//! The Redlock distributed-lock algorithm, over any [`LockBackend`].
+//!
+//! A lock is held when a majority (floor(N/2)+1) of N independent nodes took
+//! it, quickly enough that validity remains: validity = TTL − time the attempt
+//! took − drift. This crate holds the whole algorithm once: parallel rounds
+//! decided as soon as the outcome is certain, per-node timeouts, retries with
+//! jitter, extension, idempotent release, and [`Redlock::using`] with an
+//! [`AbortSignal`]. It owns no async runtime: time goes through [`Runtime`].
+//!
+//! Backends are thin. `redlock-redis-rs` and `redlock-fred` adapt the two
+//! Redis clients; [`MemoryBackend`] is an in-process node for examples and
+//! tests; [`FaultyBackend`] wraps any backend and fails on command.
+//!
+//! ```
+//! # futures::executor::block_on(async {
+//! use redlock_core::{Error, MemoryBackend, Redlock};
+//! use std::time::Duration;
+//!
+//! let nodes = [MemoryBackend::new(), MemoryBackend::new(), MemoryBackend::new()];
+//! let redlock = Redlock::builder(nodes.clone()).retry_count(0).build()?;
+//!
+//! let lock = redlock.acquire(&["invoice:42"], Duration::from_secs(10)).await?;
+//! // A second owner is refused while the first holds it:
+//! let other = redlock.acquire(&["invoice:42"], Duration::from_secs(10)).await;
+//! assert!(matches!(other, Err(Error::Held(_))));
+//!
+//! let lock = lock.extend(Duration::from_secs(10)).await?;
+//! assert!(lock.release().await?.was_held());
+//! # Ok::<(), Error>(())
+//! # }).unwrap();
+//! ```
+//!
+//! # Safety
+//!
+//! Redlock's guarantee rests on assumptions the library cannot check: nodes
+//! that restart must not forget keys (run them with `appendfsync always`, or
+//! keep a restarted node out for longer than the longest TTL), clocks advance
+//! at roughly the same rate (drift_factor), and work under a lock finishes
+//! within its validity (check [`Lock::remaining_validity`] or the
+//! [`AbortSignal`]). See the README's safety notes.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod backend;
+mod error;
+pub mod faulty;
+mod lock;
+pub mod memory;
+mod redlock;
+pub mod runtime;
+pub mod scripts;
+mod settings;
+pub mod stats;
+mod using;
+
+pub use async_trait::async_trait;
+pub use backend::{BackendError, ErrorKind, LockBackend, Reply, Request};
+pub use error::{ConfigError, Error, InvalidInput, QuorumFailure};
+pub use faulty::{Fault, FaultyBackend};
+pub use lock::{Lock, Release};
+pub use memory::MemoryBackend;
+pub use redlock::{NodeEvent, Redlock, RedlockBuilder, MAX_RESOURCE_LEN};
+pub use runtime::{NeutralRuntime, Runtime, Sleep};
+#[cfg(feature = "async-std")]
+pub use runtime::AsyncStdRuntime;
+#[cfg(feature = "smol")]
+pub use runtime::SmolRuntime;
+#[cfg(feature = "tokio")]
+pub use runtime::TokioRuntime;
+pub use scripts::{Script, Scripts};
+pub use settings::{RetryCount, Settings, MAX_DELAY, MAX_TTL};
+pub use stats::{Attempt, AttemptOutcome, Attempts, NodeOutcome, NodeResult, Operation, Refusal};
+pub use using::{AbortSignal, Aborted};

@@ -1,0 +1,247 @@
+//! [`Lock`]: a held lock, its validity, extension and release.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::backend::Request;
+use crate::error::{Error, QuorumFailure};
+use crate::redlock::{validate_ttl, Nodes, Redlock};
+use crate::settings::Settings;
+use crate::stats::{AttemptOutcome, Attempts, NodeOutcome, Operation};
+
+/// A lock held on a quorum of nodes until [`expiration`](Lock::expiration).
+///
+/// Dropping a `Lock` does not release it (a drop cannot wait for the network);
+/// the keys expire at their TTL. Call [`release`](Lock::release), or use
+/// [`Redlock::using`], which always releases.
+pub struct Lock {
+    redlock: Redlock,
+    resources: Arc<[String]>,
+    value: Arc<str>,
+    ttl: Duration,
+    expiration: Instant,
+    attempts: Attempts,
+    settings: Arc<Settings>,
+}
+
+impl fmt::Debug for Lock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Lock")
+            .field("resources", &self.resources)
+            .field("ttl", &self.ttl)
+            .field("remaining_validity", &self.remaining_validity())
+            .field("attempts", &self.attempts.total())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a release found.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Release {
+    /// Nodes that deleted every key.
+    pub released: usize,
+    /// Nodes where the keys were already gone (expired, released before) or
+    /// held by another value. Those keys were left alone.
+    pub not_held: usize,
+    /// Nodes that could not be reached, even after the release retries. Their
+    /// keys expire at the TTL.
+    pub failed: usize,
+    /// The release rounds.
+    pub attempts: Attempts,
+}
+
+impl Release {
+    /// Whether a quorum of nodes still held the lock when it was released. When
+    /// false, the lock had expired (or was released before): nothing was lost,
+    /// but the work done under it may have overlapped another owner's.
+    pub fn was_held(&self) -> bool {
+        self.attempts
+            .last()
+            .is_some_and(|a| self.released >= a.quorum_size)
+    }
+}
+
+impl Lock {
+    pub(crate) fn new(
+        redlock: Redlock,
+        resources: Arc<[String]>,
+        value: Arc<str>,
+        ttl: Duration,
+        expiration: Instant,
+        attempts: Attempts,
+        settings: Arc<Settings>,
+    ) -> Lock {
+        Lock {
+            redlock,
+            resources,
+            value,
+            ttl,
+            expiration,
+            attempts,
+            settings,
+        }
+    }
+
+    /// The locked resources (the Redis keys).
+    pub fn resources(&self) -> &[String] {
+        &self.resources
+    }
+
+    /// The random value stored under every key.
+    pub fn value(&self) -> &str {
+        &self.value
+    }
+
+    /// The TTL it was acquired (or last extended) with.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// The monotonic instant after which the lock may be held by someone else:
+    /// start of the winning attempt + TTL − drift.
+    pub fn expiration(&self) -> Instant {
+        self.expiration
+    }
+
+    /// Validity left now; zero once expired.
+    pub fn remaining_validity(&self) -> Duration {
+        self.expiration
+            .saturating_duration_since(self.redlock.runtime().now())
+    }
+
+    /// Whether the validity has run out.
+    pub fn is_expired(&self) -> bool {
+        self.redlock.runtime().now() >= self.expiration
+    }
+
+    /// The attempts that produced this lock (acquisition, or the last extension).
+    pub fn attempts(&self) -> &Attempts {
+        &self.attempts
+    }
+
+    /// The settings this lock was acquired with; extension and release use them.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Resets the TTL on a quorum of nodes and returns the extended lock.
+    ///
+    /// Fails with [`Error::Expired`] without a network call if the validity
+    /// already ran out, and with [`Error::Expired`] too if a quorum no longer
+    /// holds the keys under this value. Node failures are retried (per the
+    /// retry settings) only while the lock is still valid, then give
+    /// [`Error::NoQuorum`].
+    pub async fn extend(&self, ttl: Duration) -> Result<Lock, Error> {
+        validate_ttl(ttl, &self.settings)?;
+        let settings = &self.settings;
+        let mut attempts = Attempts::default();
+        let mut number = 0u64;
+        loop {
+            if self.is_expired() {
+                break;
+            }
+            let request = Request::new(
+                &self.resources,
+                &self.value,
+                ttl,
+                self.redlock.script(Operation::Extend),
+            );
+            let (attempt, expiration) = self
+                .redlock
+                .quorum_round(Operation::Extend, &request, settings)
+                .await;
+            let outcome = attempt.outcome;
+            attempts.push(attempt, settings.attempt_history);
+            if let Some(expiration) = expiration {
+                return Ok(Lock {
+                    redlock: self.redlock.clone(),
+                    resources: self.resources.clone(),
+                    value: self.value.clone(),
+                    ttl,
+                    expiration,
+                    attempts,
+                    settings: self.settings.clone(),
+                });
+            }
+            number += 1;
+            let retryable = matches!(outcome, AttemptOutcome::Unavailable | AttemptOutcome::TooSlow);
+            if !retryable || !settings.retry_count.allows(number) {
+                break;
+            }
+            let delay = crate::redlock::jittered(settings.retry_delay, settings.retry_jitter)
+                .min(self.remaining_validity());
+            self.redlock.runtime().sleep(delay).await;
+        }
+        if attempts.is_empty() {
+            return Err(Error::Expired {
+                resources: self.resources.clone(),
+                failure: None,
+            });
+        }
+        let failure = QuorumFailure {
+            operation: Operation::Extend,
+            resources: self.resources.clone(),
+            attempts,
+        };
+        if self.is_expired() && failure.attempts.last().map(|a| a.outcome) != Some(AttemptOutcome::Rejected) {
+            return Err(Error::Expired {
+                resources: self.resources.clone(),
+                failure: Some(Box::new(failure)),
+            });
+        }
+        Err(Error::from_failure(failure))
+    }
+
+    /// Deletes the keys on every node where they still hold this lock's value.
+    ///
+    /// Idempotent: releasing a lock that expired or was released already
+    /// returns `Ok` with [`Release::was_held`] false, at once, with no retry
+    /// storm. Nodes that fail are retried `release_retry_count` times, after
+    /// `release_retry_delay`. Fails with [`Error::NoQuorum`] only when too many
+    /// nodes could not be reached to know; their keys still expire at the TTL.
+    pub async fn release(&self) -> Result<Release, Error> {
+        let settings = &self.settings;
+        let mut attempts = Attempts::default();
+        let (mut released, mut not_held) = (0, 0);
+        let mut retry: Vec<usize> = Vec::new();
+        for round in 0..=settings.release_retry_count {
+            if round > 0 {
+                if retry.is_empty() {
+                    break;
+                }
+                self.redlock.runtime().sleep(settings.release_retry_delay).await;
+            }
+            let nodes = if round == 0 { Nodes::All } else { Nodes::Only(&retry) };
+            let attempt = self
+                .redlock
+                .release_round(&self.resources, &self.value, settings, nodes)
+                .await;
+            retry.clear();
+            for node in &attempt.nodes {
+                match node.outcome {
+                    NodeOutcome::For => released += 1,
+                    NodeOutcome::Against(_) => not_held += 1,
+                    _ => retry.push(node.node),
+                }
+            }
+            attempts.push(attempt, settings.attempt_history.max(2));
+        }
+        let n = self.redlock.membership_size();
+        let failed = retry.len();
+        if failed > n - self.redlock.quorum_size() {
+            return Err(Error::from_failure(QuorumFailure {
+                operation: Operation::Release,
+                resources: self.resources.clone(),
+                attempts,
+            }));
+        }
+        Ok(Release {
+            released,
+            not_held,
+            failed,
+            attempts,
+        })
+    }
+}

@@ -1,0 +1,225 @@
+//! [`MemoryBackend`]: an in-process node with real TTLs, the embedded default.
+//!
+//! Each `MemoryBackend::new()` is one independent node; clones share it, so
+//! several [`Redlock`](crate::Redlock)s (one per simulated process) can contend
+//! on the same nodes, and N backends make a quorum. It implements the
+//! semantics of the built-in scripts without Lua, and refuses custom scripts
+//! with [`ErrorKind::Unsupported`]. Use it for examples, for fast tests of code
+//! that takes a lock, and for the algorithm's own tests; it is no stand-in for
+//! Redis in a test about Redis.
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+
+use crate::backend::{BackendError, ErrorKind, LockBackend, Reply, Request};
+use crate::runtime::{NeutralRuntime, Runtime};
+
+/// An in-process lock node with real TTLs. See the [module docs](self).
+#[derive(Clone, Debug)]
+pub struct MemoryBackend {
+    inner: Arc<Node>,
+}
+
+#[derive(Debug)]
+struct Node {
+    name: String,
+    runtime: Arc<dyn Runtime>,
+    keys: Mutex<Keys>,
+}
+
+#[derive(Debug, Default)]
+struct Keys {
+    map: HashMap<String, Entry>,
+    /// Size after the last sweep of expired keys; the next sweep runs when the
+    /// map has doubled, so expired keys never pile up.
+    swept_at: usize,
+}
+
+#[derive(Debug)]
+struct Entry {
+    value: String,
+    expires: Instant,
+}
+
+impl Default for MemoryBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryBackend {
+    /// A new, empty node on the system clock.
+    pub fn new() -> Self {
+        Self::with_runtime(NeutralRuntime)
+    }
+
+    /// A new, empty node whose TTLs follow `runtime`'s clock (share the
+    /// Redlock's runtime when a test drives time).
+    pub fn with_runtime(runtime: impl Runtime) -> Self {
+        Self::with_shared_runtime(Arc::new(runtime))
+    }
+
+    /// As [`with_runtime`](Self::with_runtime), with a shared runtime.
+    pub fn with_shared_runtime(runtime: Arc<dyn Runtime>) -> Self {
+        MemoryBackend {
+            inner: Arc::new(Node {
+                name: "memory".to_owned(),
+                runtime,
+                keys: Mutex::new(Keys::default()),
+            }),
+        }
+    }
+
+    /// Names the node in statistics and logs.
+    pub fn named(self, name: impl Into<String>) -> Self {
+        MemoryBackend {
+            inner: Arc::new(Node {
+                name: name.into(),
+                runtime: self.inner.runtime.clone(),
+                keys: Mutex::new(Keys::default()),
+            }),
+        }
+    }
+
+    fn keys(&self) -> MutexGuard<'_, Keys> {
+        // Every critical section leaves the map consistent, so a poisoned lock
+        // (a panic elsewhere while holding it) is still safe to use.
+        self.inner.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The value of a live key.
+    pub fn get(&self, key: &str) -> Option<String> {
+        let now = self.inner.runtime.now();
+        self.keys()
+            .map
+            .get(key)
+            .filter(|e| e.expires > now)
+            .map(|e| e.value.clone())
+    }
+
+    /// The time to live left on a live key.
+    pub fn ttl(&self, key: &str) -> Option<Duration> {
+        let now = self.inner.runtime.now();
+        self.keys()
+            .map
+            .get(key)
+            .filter(|e| e.expires > now)
+            .map(|e| e.expires - now)
+    }
+
+    /// Sets a key as another owner would (for tests).
+    pub fn set(&self, key: &str, value: &str, ttl: Duration) {
+        let expires = self.inner.runtime.now() + ttl;
+        self.keys().map.insert(
+            key.to_owned(),
+            Entry {
+                value: value.to_owned(),
+                expires,
+            },
+        );
+    }
+
+    /// How many live keys the node holds.
+    pub fn len(&self) -> usize {
+        let now = self.inner.runtime.now();
+        self.keys().map.values().filter(|e| e.expires > now).count()
+    }
+
+    /// Whether the node holds no live key.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Keys stored, live or expired-but-not-yet-swept (to check that memory does
+    /// not grow).
+    pub fn stored(&self) -> usize {
+        self.keys().map.len()
+    }
+
+    fn run(&self, request: &Request<'_>, op: impl FnOnce(&mut Keys, Instant) -> usize) -> Result<Reply, BackendError> {
+        if !request.script().is_builtin() {
+            return Err(BackendError::new(
+                ErrorKind::Unsupported,
+                "MemoryBackend does not run Lua; custom scripts need a Redis backend",
+            ));
+        }
+        let now = self.inner.runtime.now();
+        let mut keys = self.keys();
+        if keys.map.len() >= 2 * keys.swept_at.max(64) {
+            keys.map.retain(|_, e| e.expires > now);
+            keys.swept_at = keys.map.len();
+        }
+        Ok(Reply::applied(op(&mut keys, now)))
+    }
+}
+
+fn holds(keys: &Keys, key: &str, value: &str, now: Instant) -> bool {
+    keys.map
+        .get(key)
+        .is_some_and(|e| e.expires > now && e.value == value)
+}
+
+#[async_trait]
+impl LockBackend for MemoryBackend {
+    async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.run(request, |keys, now| {
+            let value = request.value();
+            let blocked = request.resources().iter().any(|k| {
+                keys.map
+                    .get(k.as_str())
+                    .is_some_and(|e| e.expires > now && e.value != value)
+            });
+            if blocked {
+                return 0;
+            }
+            let expires = now + request.ttl();
+            for k in request.resources() {
+                keys.map.insert(
+                    k.clone(),
+                    Entry {
+                        value: value.to_owned(),
+                        expires,
+                    },
+                );
+            }
+            request.resources().len()
+        })
+    }
+
+    async fn extend(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.run(request, |keys, now| {
+            let value = request.value();
+            if !request.resources().iter().all(|k| holds(keys, k, value, now)) {
+                return 0;
+            }
+            let expires = now + request.ttl();
+            for k in request.resources() {
+                if let Some(e) = keys.map.get_mut(k.as_str()) {
+                    e.expires = expires;
+                }
+            }
+            request.resources().len()
+        })
+    }
+
+    async fn release(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.run(request, |keys, now| {
+            let mut deleted = 0;
+            for k in request.resources() {
+                if holds(keys, k, request.value(), now) {
+                    keys.map.remove(k.as_str());
+                    deleted += 1;
+                }
+            }
+            deleted
+        })
+    }
+
+    fn describe(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.inner.name)
+    }
+}

@@ -1,0 +1,572 @@
+//! [`Redlock`], its builder, and the quorum round every operation runs.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::{select, Either};
+use futures::stream::{FuturesUnordered, StreamExt};
+use futures::FutureExt;
+use rand::RngExt;
+
+use crate::backend::{BackendError, LockBackend, Request};
+use crate::error::{ConfigError, Error, InvalidInput, QuorumFailure};
+use crate::lock::Lock;
+use crate::runtime::Runtime;
+use crate::scripts::{Script, Scripts};
+use crate::settings::{RetryCount, Settings, MAX_TTL};
+use crate::stats::{Attempt, AttemptOutcome, Attempts, NodeOutcome, NodeResult, Operation, Refusal};
+
+/// The longest resource name accepted, in bytes.
+pub const MAX_RESOURCE_LEN: usize = 4096;
+
+/// What the error hook sees: one node's vote against or failure.
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct NodeEvent<'a> {
+    /// The node's index in the list given to the builder.
+    pub node: usize,
+    /// The node's [`describe`](LockBackend::describe) name.
+    pub name: &'a str,
+    /// The operation.
+    pub operation: Operation,
+    /// The resources.
+    pub resources: &'a [String],
+    /// [`NodeOutcome::Against`] (contention included) or [`NodeOutcome::Failed`].
+    pub outcome: &'a NodeOutcome,
+}
+
+type ErrorHook = Arc<dyn Fn(&NodeEvent<'_>) + Send + Sync>;
+
+/// The lock manager: N independent nodes, one algorithm. Cheap to clone (an
+/// `Arc` inside); share one per process.
+///
+/// ```
+/// # futures::executor::block_on(async {
+/// use redlock_core::{MemoryBackend, Redlock};
+/// use std::time::Duration;
+///
+/// let nodes = vec![MemoryBackend::new(), MemoryBackend::new(), MemoryBackend::new()];
+/// let redlock = Redlock::new(nodes)?;
+/// let lock = redlock.acquire(&["invoice:42"], Duration::from_secs(10)).await?;
+/// assert!(redlock.acquire(&["invoice:42"], Duration::from_secs(10)).await.is_err() || true);
+/// lock.release().await?;
+/// # Ok::<(), redlock_core::Error>(())
+/// # }).unwrap();
+/// ```
+#[derive(Clone)]
+pub struct Redlock {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    backends: Vec<Box<dyn LockBackend>>,
+    names: Vec<String>,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) scripts: Scripts,
+    pub(crate) runtime: Arc<dyn Runtime>,
+    on_error: Option<ErrorHook>,
+}
+
+impl fmt::Debug for Redlock {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Redlock")
+            .field("nodes", &self.inner.names)
+            .field("settings", &self.inner.settings)
+            .field("runtime", &self.inner.runtime)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Builds a [`Redlock`]; see [`Redlock::builder`].
+#[must_use]
+pub struct RedlockBuilder {
+    backends: Vec<Box<dyn LockBackend>>,
+    settings: Settings,
+    scripts: Scripts,
+    runtime: Option<Arc<dyn Runtime>>,
+    on_error: Option<ErrorHook>,
+}
+
+impl From<u32> for RetryCount {
+    fn from(n: u32) -> Self {
+        RetryCount::Limited(n)
+    }
+}
+
+impl RedlockBuilder {
+    /// Replaces all settings at once.
+    pub fn settings(mut self, settings: Settings) -> Self {
+        self.settings = settings;
+        self
+    }
+    /// Retries after the first attempt: a number, or [`RetryCount::Unlimited`].
+    pub fn retry_count(mut self, count: impl Into<RetryCount>) -> Self {
+        self.settings.retry_count = count.into();
+        self
+    }
+    /// Base delay between attempts.
+    pub fn retry_delay(mut self, delay: Duration) -> Self {
+        self.settings.retry_delay = delay;
+        self
+    }
+    /// Uniform jitter added to or taken from the delay.
+    pub fn retry_jitter(mut self, jitter: Duration) -> Self {
+        self.settings.retry_jitter = jitter;
+        self
+    }
+    /// Expected relative clock drift, in `[0, 1)`.
+    pub fn drift_factor(mut self, factor: f64) -> Self {
+        self.settings.drift_factor = factor;
+        self
+    }
+    /// Remaining validity below which `using` extends the lock.
+    pub fn automatic_extension_threshold(mut self, threshold: Duration) -> Self {
+        self.settings.automatic_extension_threshold = threshold;
+        self
+    }
+    /// How long one round waits for the nodes.
+    pub fn node_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.node_timeout = timeout;
+        self
+    }
+    /// Custom Lua scripts for acquire, extend and release.
+    pub fn scripts(mut self, scripts: Scripts) -> Self {
+        self.scripts = scripts;
+        self
+    }
+    /// The clock and timer. The default is the runtime of the enabled feature
+    /// (tokio, then smol, then async-std), else [`NeutralRuntime`](crate::NeutralRuntime).
+    pub fn runtime(mut self, runtime: impl Runtime) -> Self {
+        self.runtime = Some(Arc::new(runtime));
+        self
+    }
+    /// A callback that sees every node's vote against (ordinary contention
+    /// included) and every node failure, as node-redlock's `on("error")`.
+    /// It runs inline on the lock's task: keep it short.
+    pub fn on_error(mut self, hook: impl Fn(&NodeEvent<'_>) + Send + Sync + 'static) -> Self {
+        self.on_error = Some(Arc::new(hook));
+        self
+    }
+
+    /// Checks the configuration and builds the manager.
+    pub fn build(self) -> Result<Redlock, Error> {
+        if self.backends.is_empty() {
+            return Err(ConfigError::NoBackends.into());
+        }
+        self.settings.validate()?;
+        let names = self.backends.iter().map(|b| b.describe().into_owned()).collect();
+        Ok(Redlock {
+            inner: Arc::new(Inner {
+                backends: self.backends,
+                names,
+                settings: Arc::new(self.settings),
+                scripts: self.scripts,
+                runtime: self.runtime.unwrap_or_else(default_runtime),
+                on_error: self.on_error,
+            }),
+        })
+    }
+}
+
+fn default_runtime() -> Arc<dyn Runtime> {
+    #[cfg(feature = "tokio")]
+    return Arc::new(crate::runtime::TokioRuntime);
+    #[cfg(all(not(feature = "tokio"), feature = "smol"))]
+    return Arc::new(crate::runtime::SmolRuntime);
+    #[cfg(all(not(feature = "tokio"), not(feature = "smol"), feature = "async-std"))]
+    return Arc::new(crate::runtime::AsyncStdRuntime);
+    #[cfg(not(any(feature = "tokio", feature = "smol", feature = "async-std")))]
+    return Arc::new(crate::runtime::NeutralRuntime);
+}
+
+/// Which nodes a round asks.
+#[derive(Clone, Copy)]
+pub(crate) enum Nodes<'a> {
+    All,
+    Only(&'a [usize]),
+}
+
+impl<'a> Nodes<'a> {
+    fn iter(self, n: usize) -> impl Iterator<Item = usize> + 'a {
+        let (all, only) = match self {
+            Nodes::All => (Some(0..n), None),
+            Nodes::Only(list) => (None, Some(list.iter().copied().filter(move |&i| i < n))),
+        };
+        all.into_iter().flatten().chain(only.into_iter().flatten())
+    }
+}
+
+impl Redlock {
+    /// A manager over `backends` (one per independent node) with default settings.
+    pub fn new<I, B>(backends: I) -> Result<Redlock, Error>
+    where
+        I: IntoIterator<Item = B>,
+        B: LockBackend + 'static,
+    {
+        Redlock::builder(backends).build()
+    }
+
+    /// A builder over `backends`, one per independent Redis node (or one per
+    /// Redis Cluster).
+    pub fn builder<I, B>(backends: I) -> RedlockBuilder
+    where
+        I: IntoIterator<Item = B>,
+        B: LockBackend + 'static,
+    {
+        RedlockBuilder {
+            backends: backends
+                .into_iter()
+                .map(|b| Box::new(b) as Box<dyn LockBackend>)
+                .collect(),
+            settings: Settings::default(),
+            scripts: Scripts::default(),
+            runtime: None,
+            on_error: None,
+        }
+    }
+
+    /// The default settings every call uses unless given its own.
+    pub fn settings(&self) -> &Settings {
+        &self.inner.settings
+    }
+
+    /// How many nodes.
+    pub fn membership_size(&self) -> usize {
+        self.inner.backends.len()
+    }
+
+    /// How many votes make a quorum: floor(N/2)+1.
+    pub fn quorum_size(&self) -> usize {
+        self.inner.backends.len() / 2 + 1
+    }
+
+    /// A node's name, by index, as statistics refer to it.
+    pub fn node_name(&self, node: usize) -> Option<&str> {
+        self.inner.names.get(node).map(String::as_str)
+    }
+
+    /// Acquires a lock on every resource at once, retrying per the settings.
+    ///
+    /// The resources are the Redis keys, exactly as given: on a Redis Cluster
+    /// they must share a hash tag. On success the lock is valid until
+    /// [`Lock::expiration`]; after it, another owner may hold it.
+    ///
+    /// Errors: [`Error::Held`] when someone else holds a resource,
+    /// [`Error::NoQuorum`] when too few nodes answered, [`Error::Rejected`] when
+    /// a node refused for good (such as `CROSSSLOT`), [`Error::InvalidInput`]
+    /// for bad arguments (nothing is sent then).
+    pub async fn acquire<S: AsRef<str>>(&self, resources: &[S], ttl: Duration) -> Result<Lock, Error> {
+        self.acquire_settings(resources, ttl, self.inner.settings.clone()).await
+    }
+
+    /// One attempt only, no retries: fails at once with [`Error::Held`] if
+    /// someone else holds a resource.
+    pub async fn try_acquire<S: AsRef<str>>(&self, resources: &[S], ttl: Duration) -> Result<Lock, Error> {
+        let mut settings = (*self.inner.settings).clone();
+        settings.retry_count = RetryCount::Limited(0);
+        self.acquire_settings(resources, ttl, Arc::new(settings)).await
+    }
+
+    /// [`acquire`](Self::acquire) with settings for this call (and for the
+    /// lock's later extensions and release), as node-redlock's `settings`
+    /// argument.
+    pub async fn acquire_with<S: AsRef<str>>(
+        &self,
+        resources: &[S],
+        ttl: Duration,
+        settings: &Settings,
+    ) -> Result<Lock, Error> {
+        settings.validate()?;
+        self.acquire_settings(resources, ttl, Arc::new(settings.clone())).await
+    }
+
+    pub(crate) async fn acquire_settings<S: AsRef<str>>(
+        &self,
+        resources: &[S],
+        ttl: Duration,
+        settings: Arc<Settings>,
+    ) -> Result<Lock, Error> {
+        let resources = validate_resources(resources)?;
+        validate_ttl(ttl, &settings)?;
+        let value = random_value();
+        let scripts = &self.inner.scripts;
+        let mut attempts = Attempts::default();
+        let mut number = 0u64;
+        loop {
+            let request = Request::new(&resources, &value, ttl, scripts.acquire());
+            let (attempt, expiration) = self.quorum_round(Operation::Acquire, &request, &settings).await;
+            let outcome = attempt.outcome;
+            attempts.push(attempt, settings.attempt_history);
+            if let Some(expiration) = expiration {
+                tracing::debug!(resources = ?&*resources, attempts = number + 1, "lock acquired");
+                return Ok(Lock::new(
+                    self.clone(),
+                    resources,
+                    value.into(),
+                    ttl,
+                    expiration,
+                    attempts,
+                    settings,
+                ));
+            }
+            // Undo any partial lock before the next attempt (or before failing),
+            // on every node, including those that failed or did not answer.
+            self.release_round(&resources, &value, &settings, Nodes::All).await;
+            number += 1;
+            if outcome == AttemptOutcome::Rejected || !settings.retry_count.allows(number) {
+                break;
+            }
+            let delay = jittered(settings.retry_delay, settings.retry_jitter);
+            self.inner.runtime.sleep(delay).await;
+        }
+        tracing::debug!(resources = ?&*resources, attempts = number, "lock not acquired");
+        Err(Error::from_failure(QuorumFailure {
+            operation: Operation::Acquire,
+            resources,
+            attempts,
+        }))
+    }
+
+    /// One acquire or extend round, with the validity check. Returns the
+    /// attempt and, if it succeeded with validity left, the expiration.
+    pub(crate) async fn quorum_round(
+        &self,
+        operation: Operation,
+        request: &Request<'_>,
+        settings: &Settings,
+    ) -> (Attempt, Option<Instant>) {
+        let started = self.inner.runtime.now();
+        let ttl = request.ttl();
+        let validity = ttl.saturating_sub(settings.drift(ttl));
+        let timeout = settings.node_timeout.min(validity);
+        let mut attempt = self.round(operation, request, started, timeout, Nodes::All, true).await;
+        if attempt.outcome != AttemptOutcome::Succeeded {
+            return (attempt, None);
+        }
+        let expiration = started + validity;
+        if self.inner.runtime.now() >= expiration {
+            attempt.outcome = AttemptOutcome::TooSlow;
+            tracing::debug!(?operation, elapsed = ?attempt.elapsed, "quorum reached with no validity left");
+            return (attempt, None);
+        }
+        (attempt, Some(expiration))
+    }
+
+    /// A release round over `nodes`. No early decision: every node is asked
+    /// and awaited up to the per-node timeout.
+    pub(crate) async fn release_round(
+        &self,
+        resources: &[String],
+        value: &str,
+        settings: &Settings,
+        nodes: Nodes<'_>,
+    ) -> Attempt {
+        let request = Request::new(resources, value, Duration::ZERO, self.inner.scripts.release());
+        let started = self.inner.runtime.now();
+        self.round(Operation::Release, &request, started, settings.node_timeout, nodes, false)
+            .await
+    }
+
+    /// Asks the nodes in parallel and gathers their votes until the outcome is
+    /// certain (if `early`), all have answered, or `timeout` expires.
+    async fn round(
+        &self,
+        operation: Operation,
+        request: &Request<'_>,
+        started: Instant,
+        timeout: Duration,
+        nodes: Nodes<'_>,
+        early: bool,
+    ) -> Attempt {
+        let inner = &*self.inner;
+        let n = inner.backends.len();
+        let quorum = n / 2 + 1;
+        let keys = request.resources().len();
+        let mut results: Vec<NodeResult> = Vec::with_capacity(n);
+        let call = |i: usize| {
+            let backend = &inner.backends[i];
+            let fut = match operation {
+                Operation::Acquire => backend.acquire(request),
+                Operation::Extend => backend.extend(request),
+                Operation::Release => backend.release(request),
+            };
+            fut.map(move |r| (i, r))
+        };
+        let mut pending: FuturesUnordered<_> = nodes.iter(n).map(call).collect();
+        let (mut votes_for, mut against, mut failed) = (0usize, 0usize, 0usize);
+        let mut timer = inner.runtime.sleep(timeout);
+        let mut expired = false;
+        while !pending.is_empty() {
+            let (node, reply) = match select(pending.next(), timer.as_mut()).await {
+                Either::Left((Some(answer), _)) => answer,
+                Either::Left((None, _)) => break,
+                Either::Right(((), _)) => {
+                    expired = true;
+                    break;
+                }
+            };
+            let latency = Some(inner.runtime.now().saturating_duration_since(started));
+            let outcome = match reply {
+                Ok(reply) if reply.applied == keys => {
+                    votes_for += 1;
+                    NodeOutcome::For
+                }
+                Ok(reply) => {
+                    against += 1;
+                    NodeOutcome::Against(Refusal {
+                        operation,
+                        applied: reply.applied,
+                        of: keys,
+                    })
+                }
+                Err(e) => {
+                    failed += 1;
+                    NodeOutcome::Failed(e)
+                }
+            };
+            self.report(node, operation, request.resources(), &outcome);
+            results.push(NodeResult { node, outcome, latency });
+            if early && (votes_for >= quorum || against + failed > n - quorum) {
+                break;
+            }
+        }
+        // Whoever is still pending either timed out or was not awaited.
+        drop(pending);
+        let answered: Vec<usize> = results.iter().map(|r| r.node).collect();
+        for node in nodes.iter(n).filter(|i| !answered.contains(i)) {
+            let outcome = if expired {
+                failed += 1;
+                let outcome = NodeOutcome::Failed(BackendError::timeout(timeout));
+                self.report(node, operation, request.resources(), &outcome);
+                outcome
+            } else {
+                NodeOutcome::Unanswered
+            };
+            results.push(NodeResult {
+                node,
+                outcome,
+                latency: None,
+            });
+        }
+        results.sort_by_key(|r| r.node);
+        let outcome = if votes_for >= quorum {
+            AttemptOutcome::Succeeded
+        } else if results.iter().any(|r| {
+            matches!(&r.outcome, NodeOutcome::Failed(e) if e.kind().is_permanent())
+        }) {
+            AttemptOutcome::Rejected
+        } else if against > 0 && against >= failed {
+            AttemptOutcome::Contended
+        } else {
+            AttemptOutcome::Unavailable
+        };
+        Attempt {
+            operation,
+            started,
+            elapsed: inner.runtime.now().saturating_duration_since(started),
+            membership_size: n,
+            quorum_size: quorum,
+            outcome,
+            nodes: results,
+        }
+    }
+
+    fn report(&self, node: usize, operation: Operation, resources: &[String], outcome: &NodeOutcome) {
+        let name = self.inner.names.get(node).map(String::as_str).unwrap_or("?");
+        match outcome {
+            NodeOutcome::Against(refusal) => {
+                tracing::debug!(node, name, %operation, %refusal, "node voted against");
+            }
+            NodeOutcome::Failed(error) => {
+                tracing::debug!(node, name, %operation, %error, "node failed");
+            }
+            _ => return,
+        }
+        if let Some(hook) = &self.inner.on_error {
+            hook(&NodeEvent {
+                node,
+                name,
+                operation,
+                resources,
+                outcome,
+            });
+        }
+    }
+
+    pub(crate) fn runtime(&self) -> &dyn Runtime {
+        &*self.inner.runtime
+    }
+
+    pub(crate) fn report_release_failure(&self, error: &Error) {
+        tracing::warn!(%error, "release after using() failed; the keys expire at their TTL");
+    }
+}
+
+/// Checks and copies the resource list.
+pub(crate) fn validate_resources<S: AsRef<str>>(resources: &[S]) -> Result<Arc<[String]>, InvalidInput> {
+    if resources.is_empty() {
+        return Err(InvalidInput::NoResources);
+    }
+    let mut seen = HashSet::with_capacity(resources.len());
+    for (index, r) in resources.iter().enumerate() {
+        let r = r.as_ref();
+        if r.is_empty() {
+            return Err(InvalidInput::EmptyResource { index });
+        }
+        if r.len() > MAX_RESOURCE_LEN {
+            return Err(InvalidInput::ResourceTooLong {
+                index,
+                len: r.len(),
+                max: MAX_RESOURCE_LEN,
+            });
+        }
+        if !seen.insert(r) {
+            return Err(InvalidInput::DuplicateResource(r.to_owned()));
+        }
+    }
+    Ok(resources.iter().map(|r| r.as_ref().to_owned()).collect())
+}
+
+/// Checks that a TTL can yield a valid lock.
+pub(crate) fn validate_ttl(ttl: Duration, settings: &Settings) -> Result<(), InvalidInput> {
+    if ttl.as_millis() == 0 {
+        return Err(InvalidInput::ZeroTtl);
+    }
+    if ttl > MAX_TTL {
+        return Err(InvalidInput::TtlTooLong { ttl, max: MAX_TTL });
+    }
+    let drift = settings.drift(ttl);
+    if ttl <= drift {
+        return Err(InvalidInput::TtlTooShort { ttl, drift });
+    }
+    Ok(())
+}
+
+/// 128 bits from the thread's CSPRNG (ChaCha, seeded from the OS), as 32 hex digits.
+pub(crate) fn random_value() -> String {
+    let bits: u128 = rand::rng().random();
+    format!("{bits:032x}")
+}
+
+/// `base` ± uniform(`jitter`), never below zero. Drawn before any await: the
+/// thread RNG is not `Send`.
+pub(crate) fn jittered(base: Duration, jitter: Duration) -> Duration {
+    if jitter.is_zero() {
+        return base;
+    }
+    let offset: f64 = rand::rng().random_range(-1.0..=1.0) * jitter.as_secs_f64();
+    Duration::from_secs_f64((base.as_secs_f64() + offset).max(0.0))
+}
+
+impl Redlock {
+    /// The request script for an operation (used by `Lock`).
+    pub(crate) fn script(&self, operation: Operation) -> &Script {
+        match operation {
+            Operation::Acquire => self.inner.scripts.acquire(),
+            Operation::Extend => self.inner.scripts.extend(),
+            Operation::Release => self.inner.scripts.release(),
+        }
+    }
+}

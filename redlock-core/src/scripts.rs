@@ -1,0 +1,200 @@
+//! The Lua scripts a Redis backend runs, and how custom ones are supplied.
+//!
+//! The text of every default script lives here, once; adapters never carry a
+//! copy. Each script takes `KEYS` = the lock's resources, `ARGV[1]` = the lock
+//! value and `ARGV[2]` = the TTL in milliseconds, and replies with the number of
+//! keys it applied to. The core turns that count into a vote: a reply equal to
+//! the number of keys is a vote for, anything else a vote against.
+//!
+//! A [`Script`] carries its SHA-1, computed once at construction, so adapters can
+//! send `EVALSHA` without hashing on the hot path and fall back to `EVAL` on a
+//! `NOSCRIPT` reply.
+
+use std::fmt;
+use std::sync::Arc;
+
+/// Takes every key, or none. A key that already holds *our* value does not block
+/// (so a retry is never blocked by this caller's own partial lock from an
+/// earlier attempt); a key holding any other value makes the script return 0
+/// without writing anything.
+pub const ACQUIRE_LUA: &str = r#"for _, key in ipairs(KEYS) do
+  local current = redis.call("GET", key)
+  if current and current ~= ARGV[1] then
+    return 0
+  end
+end
+for _, key in ipairs(KEYS) do
+  redis.call("SET", key, ARGV[1], "PX", ARGV[2])
+end
+return #KEYS
+"#;
+
+/// Resets the TTL of every key, or of none: if any key does not hold our value,
+/// it returns 0 without writing. The TTL is replaced, not added to.
+pub const EXTEND_LUA: &str = r#"for _, key in ipairs(KEYS) do
+  if redis.call("GET", key) ~= ARGV[1] then
+    return 0
+  end
+end
+for _, key in ipairs(KEYS) do
+  redis.call("PEXPIRE", key, ARGV[2])
+end
+return #KEYS
+"#;
+
+/// Deletes each key that holds our value, and returns how many it deleted.
+/// Keys held by another value are left untouched.
+pub const RELEASE_LUA: &str = r#"local count = 0
+for _, key in ipairs(KEYS) do
+  if redis.call("GET", key) == ARGV[1] then
+    redis.call("DEL", key)
+    count = count + 1
+  end
+end
+return count
+"#;
+
+/// A Lua script and its SHA-1 (hex), computed once.
+#[derive(Clone)]
+pub struct Script {
+    inner: Arc<ScriptInner>,
+}
+
+struct ScriptInner {
+    text: Box<str>,
+    sha1: Box<str>,
+    builtin: bool,
+}
+
+impl Script {
+    /// A custom script. It must follow the contract in the [module docs](self):
+    /// same `KEYS` and `ARGV`, and reply with the number of keys applied.
+    pub fn new(text: impl Into<String>) -> Self {
+        Self::build(text.into(), false)
+    }
+
+    fn build(text: String, builtin: bool) -> Self {
+        let sha1 = sha1_smol::Sha1::from(text.as_bytes()).digest().to_string();
+        Script {
+            inner: Arc::new(ScriptInner {
+                text: text.into_boxed_str(),
+                sha1: sha1.into_boxed_str(),
+                builtin,
+            }),
+        }
+    }
+
+    /// The Lua source.
+    pub fn text(&self) -> &str {
+        &self.inner.text
+    }
+
+    /// The lowercase hex SHA-1 of the source, as `EVALSHA` expects.
+    pub fn sha1(&self) -> &str {
+        &self.inner.sha1
+    }
+
+    /// Whether this is one of the library's own scripts. A backend that does not
+    /// run Lua (such as `MemoryBackend`) implements the built-in semantics and
+    /// must refuse a custom script with [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)
+    /// rather than silently ignore it.
+    pub fn is_builtin(&self) -> bool {
+        self.inner.builtin
+    }
+}
+
+impl fmt::Debug for Script {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Script")
+            .field("sha1", &self.sha1())
+            .field("builtin", &self.is_builtin())
+            .finish()
+    }
+}
+
+impl PartialEq for Script {
+    fn eq(&self, other: &Self) -> bool {
+        self.sha1() == other.sha1()
+    }
+}
+
+impl Eq for Script {}
+
+/// The three scripts a [`Redlock`](crate::Redlock) uses. Replace any of them with
+/// [`RedlockBuilder::scripts`](crate::RedlockBuilder::scripts).
+///
+/// ```
+/// use redlock_core::{Script, Scripts};
+/// let scripts = Scripts::default()
+///     .with_release(Script::new("return redis.call('DEL', unpack(KEYS))"));
+/// assert!(!scripts.release().is_builtin());
+/// assert!(scripts.acquire().is_builtin());
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Scripts {
+    acquire: Script,
+    extend: Script,
+    release: Script,
+}
+
+impl Default for Scripts {
+    fn default() -> Self {
+        Scripts {
+            acquire: Script::build(ACQUIRE_LUA.to_owned(), true),
+            extend: Script::build(EXTEND_LUA.to_owned(), true),
+            release: Script::build(RELEASE_LUA.to_owned(), true),
+        }
+    }
+}
+
+impl Scripts {
+    /// Replaces the acquire script.
+    pub fn with_acquire(mut self, script: Script) -> Self {
+        self.acquire = script;
+        self
+    }
+    /// Replaces the extend script.
+    pub fn with_extend(mut self, script: Script) -> Self {
+        self.extend = script;
+        self
+    }
+    /// Replaces the release script.
+    pub fn with_release(mut self, script: Script) -> Self {
+        self.release = script;
+        self
+    }
+    /// The acquire script.
+    pub fn acquire(&self) -> &Script {
+        &self.acquire
+    }
+    /// The extend script.
+    pub fn extend(&self) -> &Script {
+        &self.extend
+    }
+    /// The release script.
+    pub fn release(&self) -> &Script {
+        &self.release
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha1_matches_redis_script_load() {
+        // `redis-cli SCRIPT LOAD "return 1"` answers this digest.
+        assert_eq!(
+            Script::new("return 1").sha1(),
+            "e0e1f9fabfc9d4800c877a703b823ac0578ff8db"
+        );
+    }
+
+    #[test]
+    fn defaults_are_builtin_and_custom_is_not() {
+        let s = Scripts::default();
+        assert!(s.acquire().is_builtin() && s.extend().is_builtin() && s.release().is_builtin());
+        assert_ne!(s.acquire(), s.release());
+        assert!(!Script::new(ACQUIRE_LUA).is_builtin());
+    }
+}

@@ -1,0 +1,123 @@
+//! [`Settings`]: retries, drift, timeouts, with node-redlock's defaults.
+
+use std::time::Duration;
+
+use crate::error::ConfigError;
+
+/// How many times an acquisition is retried after its first attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryCount {
+    /// At most this many retries (so `n + 1` attempts). `Limited(0)` tries once.
+    Limited(u32),
+    /// Retry until the lock is acquired or the future is dropped (node-redlock's
+    /// `retryCount: -1`). Only the most recent attempts are kept in statistics.
+    Unlimited,
+}
+
+impl RetryCount {
+    /// Whether attempt number `attempt` (0-based) may run.
+    pub(crate) fn allows(self, attempt: u64) -> bool {
+        match self {
+            RetryCount::Limited(n) => attempt <= u64::from(n),
+            RetryCount::Unlimited => true,
+        }
+    }
+}
+
+/// The longest TTL accepted (about 24.8 days, 2^31-1 ms).
+pub const MAX_TTL: Duration = Duration::from_millis(i32::MAX as u64);
+
+/// The longest retry delay, jitter or per-node timeout accepted (one hour).
+pub const MAX_DELAY: Duration = Duration::from_secs(3600);
+
+/// Tuning for acquisition, extension and release.
+///
+/// Fields are public so a per-call copy can be adjusted:
+///
+/// ```
+/// use redlock_core::{RetryCount, Settings};
+/// let mut once = Settings::default();
+/// once.retry_count = RetryCount::Limited(0); // try-lock
+/// assert!(once.validate().is_ok());
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+#[non_exhaustive]
+pub struct Settings {
+    /// Expected relative clock drift between this process and the nodes.
+    /// drift = round(drift_factor × TTL) + 2 ms is taken off every lock's
+    /// validity. In `[0, 1)`. Default 0.01.
+    pub drift_factor: f64,
+    /// Retries after the first attempt. Default `Limited(10)`.
+    pub retry_count: RetryCount,
+    /// Base delay between attempts. Default 200 ms.
+    pub retry_delay: Duration,
+    /// The delay varies uniformly by up to this much either way (never below
+    /// zero), so contenders do not retry in lockstep. Default 100 ms.
+    pub retry_jitter: Duration,
+    /// In [`Redlock::using`](crate::Redlock::using), the lock is extended when
+    /// its remaining validity drops below this. Must be below the TTL less
+    /// the drift. Default 500 ms.
+    pub automatic_extension_threshold: Duration,
+    /// How long one round waits for the nodes. A node that has not answered by
+    /// then counts as failed for that attempt (its error is
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout)). The effective wait
+    /// is also capped by the lock's TTL less drift, as a later answer could not
+    /// yield a valid lock. Default 100 ms.
+    pub node_timeout: Duration,
+    /// How many more times a release is re-sent to nodes that failed to answer
+    /// it. Release never retries nodes that answered. Default 2.
+    pub release_retry_count: u32,
+    /// The pause before re-sending a release. Default 20 ms.
+    pub release_retry_delay: Duration,
+    /// How many attempts' statistics a [`Lock`](crate::Lock) or an error keeps
+    /// (the most recent ones; the total is always counted). Default 32.
+    pub attempt_history: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            drift_factor: 0.01,
+            retry_count: RetryCount::Limited(10),
+            retry_delay: Duration::from_millis(200),
+            retry_jitter: Duration::from_millis(100),
+            automatic_extension_threshold: Duration::from_millis(500),
+            node_timeout: Duration::from_millis(100),
+            release_retry_count: 2,
+            release_retry_delay: Duration::from_millis(20),
+            attempt_history: 32,
+        }
+    }
+}
+
+impl Settings {
+    /// Checks every field, returning the first problem found.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !self.drift_factor.is_finite() || !(0.0..1.0).contains(&self.drift_factor) {
+            return Err(ConfigError::DriftFactor(self.drift_factor));
+        }
+        for (name, value) in [
+            ("retry_delay", self.retry_delay),
+            ("retry_jitter", self.retry_jitter),
+            ("node_timeout", self.node_timeout),
+            ("release_retry_delay", self.release_retry_delay),
+        ] {
+            if value > MAX_DELAY {
+                return Err(ConfigError::DurationTooLong { name, value });
+            }
+        }
+        if self.node_timeout.is_zero() {
+            return Err(ConfigError::ZeroNodeTimeout);
+        }
+        if self.attempt_history == 0 {
+            return Err(ConfigError::ZeroAttemptHistory);
+        }
+        Ok(())
+    }
+
+    /// The drift for a TTL: round(drift_factor × TTL) + 2 ms.
+    pub fn drift(&self, ttl: Duration) -> Duration {
+        let ms = (self.drift_factor * ttl.as_millis() as f64).round();
+        Duration::from_millis(ms as u64 + 2)
+    }
+}

@@ -1,0 +1,201 @@
+//! Per-attempt, per-node statistics, as node-redlock's `attempts`.
+//!
+//! Every round the algorithm runs (one acquisition attempt, one extension, one
+//! release) is recorded as an [`Attempt`]: who voted for, who voted against and
+//! why, who failed and how, and how long each node took. They ride on every
+//! [`Lock`](crate::Lock) and on every quorum error, so a caller can see why an
+//! acquisition took five attempts without digging in logs.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use crate::backend::BackendError;
+
+/// Which operation a round ran.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Operation {
+    /// Taking the lock.
+    Acquire,
+    /// Resetting its TTL.
+    Extend,
+    /// Letting it go.
+    Release,
+}
+
+impl fmt::Display for Operation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Operation::Acquire => "acquire",
+            Operation::Extend => "extend",
+            Operation::Release => "release",
+        })
+    }
+}
+
+/// A node's vote against: the operation applied to fewer keys than asked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    /// The operation refused.
+    pub operation: Operation,
+    /// Keys it applied to.
+    pub applied: usize,
+    /// Keys asked for.
+    pub of: usize,
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.operation {
+            Operation::Acquire => write!(
+                f,
+                "resource held by another value (applied to {} of {} resources)",
+                self.applied, self.of
+            ),
+            _ => write!(
+                f,
+                "lock not held by this value (applied to {} of {} resources)",
+                self.applied, self.of
+            ),
+        }
+    }
+}
+
+/// What one node did in one round.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum NodeOutcome {
+    /// The operation applied to every key.
+    For,
+    /// The node answered but applied to fewer keys: contention, or a lock no
+    /// longer held.
+    Against(Refusal),
+    /// The node could not be asked, or did not answer within the per-node timeout.
+    Failed(BackendError),
+    /// The round was decided before this node answered; its answer was not awaited.
+    Unanswered,
+}
+
+/// One node's part in one round.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct NodeResult {
+    /// The node's index in the list given to the builder.
+    pub node: usize,
+    /// What it did.
+    pub outcome: NodeOutcome,
+    /// How long it took to answer, if it did.
+    pub latency: Option<Duration>,
+}
+
+/// How a round ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum AttemptOutcome {
+    /// A quorum voted for and validity remained.
+    Succeeded,
+    /// Votes against (held by someone else, or no longer ours) made a quorum impossible.
+    Contended,
+    /// Node failures made a quorum impossible.
+    Unavailable,
+    /// A quorum voted for, but too late: no validity was left.
+    TooSlow,
+    /// A node rejected the request in a way retrying cannot fix (see
+    /// [`ErrorKind::is_permanent`](crate::ErrorKind::is_permanent)).
+    Rejected,
+}
+
+/// One round of the algorithm over all nodes.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Attempt {
+    /// The operation.
+    pub operation: Operation,
+    /// When it began.
+    pub started: Instant,
+    /// How long it took to decide.
+    pub elapsed: Duration,
+    /// How many nodes there are.
+    pub membership_size: usize,
+    /// How many votes for make a quorum: floor(N/2)+1.
+    pub quorum_size: usize,
+    /// How it ended.
+    pub outcome: AttemptOutcome,
+    /// One entry per node, in node order.
+    pub nodes: Vec<NodeResult>,
+}
+
+impl Attempt {
+    /// Nodes that voted for.
+    pub fn votes_for(&self) -> usize {
+        self.count(|o| matches!(o, NodeOutcome::For))
+    }
+
+    /// Nodes that voted against.
+    pub fn votes_against(&self) -> usize {
+        self.count(|o| matches!(o, NodeOutcome::Against(_)))
+    }
+
+    /// Nodes that failed.
+    pub fn failures(&self) -> usize {
+        self.count(|o| matches!(o, NodeOutcome::Failed(_)))
+    }
+
+    /// The errors of the nodes that failed, with their index.
+    pub fn errors(&self) -> impl Iterator<Item = (usize, &BackendError)> {
+        self.nodes.iter().filter_map(|n| match &n.outcome {
+            NodeOutcome::Failed(e) => Some((n.node, e)),
+            _ => None,
+        })
+    }
+
+    fn count(&self, f: impl Fn(&NodeOutcome) -> bool) -> usize {
+        self.nodes.iter().filter(|n| f(&n.outcome)).count()
+    }
+}
+
+/// The most recent attempts of one operation, and how many there were in all.
+///
+/// Bounded by [`Settings::attempt_history`](crate::Settings::attempt_history),
+/// so unlimited retries do not grow memory.
+#[derive(Clone, Debug, Default)]
+pub struct Attempts {
+    total: u64,
+    recent: VecDeque<Attempt>,
+}
+
+impl Attempts {
+    pub(crate) fn push(&mut self, attempt: Attempt, keep: usize) {
+        self.total += 1;
+        while self.recent.len() >= keep.max(1) {
+            self.recent.pop_front();
+        }
+        self.recent.push_back(attempt);
+    }
+
+    /// Attempts made in all, including those no longer kept.
+    pub fn total(&self) -> u64 {
+        self.total
+    }
+
+    /// The kept attempts, oldest first.
+    pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Attempt> + ExactSizeIterator {
+        self.recent.iter()
+    }
+
+    /// The last attempt.
+    pub fn last(&self) -> Option<&Attempt> {
+        self.recent.back()
+    }
+
+    /// How many attempts are kept.
+    pub fn len(&self) -> usize {
+        self.recent.len()
+    }
+
+    /// Whether none is kept.
+    pub fn is_empty(&self) -> bool {
+        self.recent.is_empty()
+    }
+}

@@ -1,0 +1,2 @@
+//! placeholder
+pub use redlock_core::*;
