@@ -20,7 +20,9 @@ pub enum Error {
     /// timeouts, busy nodes), or they answered too slowly to leave any
     /// validity. Check that a majority of the nodes are reachable; raise
     /// `node_timeout` or the TTL if they are slow.
-    #[error("{0}: no quorum of nodes answered in time; check that a majority of nodes is reachable")]
+    #[error(
+        "{0}: no quorum of nodes answered in time; check that a majority of nodes is reachable"
+    )]
     NoQuorum(Box<QuorumFailure>),
     /// A node rejected the request in a way no retry can fix: keys in
     /// different cluster slots, failed authentication, a broken script, or a
@@ -75,10 +77,12 @@ impl Error {
         let outcome = failure.attempts.last().map(|a| a.outcome);
         let failure = Box::new(failure);
         match outcome {
-            Some(AttemptOutcome::Contended) if failure.operation != Operation::Acquire => Error::Expired {
-                resources: failure.resources.clone(),
-                failure: Some(failure),
-            },
+            Some(AttemptOutcome::Contended) if failure.operation != Operation::Acquire => {
+                Error::Expired {
+                    resources: failure.resources.clone(),
+                    failure: Some(failure),
+                }
+            }
             Some(AttemptOutcome::Contended) => Error::Held(failure),
             Some(AttemptOutcome::Rejected) => Error::Rejected(failure),
             _ => Error::NoQuorum(failure),
@@ -167,7 +171,9 @@ pub enum InvalidInput {
     #[error("the TTL is zero (or under 1 ms); locks are kept in whole milliseconds")]
     ZeroTtl,
     /// The TTL does not exceed the drift, so no lock could ever be valid.
-    #[error("the TTL {ttl:?} does not exceed the clock drift allowance {drift:?}; use a longer TTL")]
+    #[error(
+        "the TTL {ttl:?} does not exceed the clock drift allowance {drift:?}; use a longer TTL"
+    )]
     TtlTooShort {
         /// The TTL asked for.
         ttl: Duration,

@@ -101,7 +101,11 @@ impl<B: LockBackend> FaultyBackend<B> {
         &self.backend
     }
 
-    async fn call(&self, operation: Operation, request: &Request<'_>) -> Result<Reply, BackendError> {
+    async fn call(
+        &self,
+        operation: Operation,
+        request: &Request<'_>,
+    ) -> Result<Reply, BackendError> {
         let fault = {
             let mut state = self.state();
             state.calls.push(Call {

@@ -61,13 +61,13 @@ pub use faulty::{Fault, FaultyBackend};
 pub use lock::{Lock, Release};
 pub use memory::MemoryBackend;
 pub use redlock::{NodeEvent, Redlock, RedlockBuilder, MAX_RESOURCE_LEN};
-pub use runtime::{NeutralRuntime, Runtime, Sleep};
 #[cfg(feature = "async-std")]
 pub use runtime::AsyncStdRuntime;
 #[cfg(feature = "smol")]
 pub use runtime::SmolRuntime;
 #[cfg(feature = "tokio")]
 pub use runtime::TokioRuntime;
+pub use runtime::{NeutralRuntime, Runtime, Sleep};
 pub use scripts::{Script, Scripts};
 pub use settings::{RetryCount, Settings, MAX_DELAY, MAX_TTL};
 pub use stats::{Attempt, AttemptOutcome, Attempts, NodeOutcome, NodeResult, Operation, Refusal};

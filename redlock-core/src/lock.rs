@@ -166,7 +166,10 @@ impl Lock {
                 });
             }
             number += 1;
-            let retryable = matches!(outcome, AttemptOutcome::Unavailable | AttemptOutcome::TooSlow);
+            let retryable = matches!(
+                outcome,
+                AttemptOutcome::Unavailable | AttemptOutcome::TooSlow
+            );
             if !retryable || !settings.retry_count.allows(number) {
                 break;
             }
@@ -185,7 +188,9 @@ impl Lock {
             resources: self.resources.clone(),
             attempts,
         };
-        if self.is_expired() && failure.attempts.last().map(|a| a.outcome) != Some(AttemptOutcome::Rejected) {
+        if self.is_expired()
+            && failure.attempts.last().map(|a| a.outcome) != Some(AttemptOutcome::Rejected)
+        {
             return Err(Error::Expired {
                 resources: self.resources.clone(),
                 failure: Some(Box::new(failure)),
@@ -211,9 +216,16 @@ impl Lock {
                 if retry.is_empty() {
                     break;
                 }
-                self.redlock.runtime().sleep(settings.release_retry_delay).await;
+                self.redlock
+                    .runtime()
+                    .sleep(settings.release_retry_delay)
+                    .await;
             }
-            let nodes = if round == 0 { Nodes::All } else { Nodes::Only(&retry) };
+            let nodes = if round == 0 {
+                Nodes::All
+            } else {
+                Nodes::Only(&retry)
+            };
             let attempt = self
                 .redlock
                 .release_round(&self.resources, &self.value, settings, nodes)

@@ -140,7 +140,11 @@ impl MemoryBackend {
         self.keys().map.len()
     }
 
-    fn run(&self, request: &Request<'_>, op: impl FnOnce(&mut Keys, Instant) -> usize) -> Result<Reply, BackendError> {
+    fn run(
+        &self,
+        request: &Request<'_>,
+        op: impl FnOnce(&mut Keys, Instant) -> usize,
+    ) -> Result<Reply, BackendError> {
         if !request.script().is_builtin() {
             return Err(BackendError::new(
                 ErrorKind::Unsupported,
@@ -193,7 +197,11 @@ impl LockBackend for MemoryBackend {
     async fn extend(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
         self.run(request, |keys, now| {
             let value = request.value();
-            if !request.resources().iter().all(|k| holds(keys, k, value, now)) {
+            if !request
+                .resources()
+                .iter()
+                .all(|k| holds(keys, k, value, now))
+            {
                 return 0;
             }
             let expires = now + request.ttl();

@@ -5,10 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use futures::future::{select, Either};
-use futures::stream::{FuturesUnordered, StreamExt};
-use futures::FutureExt;
 use rand::RngExt;
+use std::future::poll_fn;
+use std::task::Poll;
 
 use crate::backend::{BackendError, LockBackend, Request};
 use crate::error::{ConfigError, Error, InvalidInput, QuorumFailure};
@@ -16,7 +15,9 @@ use crate::lock::Lock;
 use crate::runtime::Runtime;
 use crate::scripts::{Script, Scripts};
 use crate::settings::{RetryCount, Settings, MAX_TTL};
-use crate::stats::{Attempt, AttemptOutcome, Attempts, NodeOutcome, NodeResult, Operation, Refusal};
+use crate::stats::{
+    Attempt, AttemptOutcome, Attempts, NodeOutcome, NodeResult, Operation, Refusal,
+};
 
 /// The longest resource name accepted, in bytes.
 pub const MAX_RESOURCE_LEN: usize = 4096;
@@ -50,7 +51,7 @@ type ErrorHook = Arc<dyn Fn(&NodeEvent<'_>) + Send + Sync>;
 /// let nodes = vec![MemoryBackend::new(), MemoryBackend::new(), MemoryBackend::new()];
 /// let redlock = Redlock::new(nodes)?;
 /// let lock = redlock.acquire(&["invoice:42"], Duration::from_secs(10)).await?;
-/// assert!(redlock.acquire(&["invoice:42"], Duration::from_secs(10)).await.is_err() || true);
+/// assert_eq!(lock.resources(), ["invoice:42"]);
 /// lock.release().await?;
 /// # Ok::<(), redlock_core::Error>(())
 /// # }).unwrap();
@@ -156,7 +157,11 @@ impl RedlockBuilder {
             return Err(ConfigError::NoBackends.into());
         }
         self.settings.validate()?;
-        let names = self.backends.iter().map(|b| b.describe().into_owned()).collect();
+        let names = self
+            .backends
+            .iter()
+            .map(|b| b.describe().into_owned())
+            .collect();
         Ok(Redlock {
             inner: Arc::new(Inner {
                 backends: self.backends,
@@ -257,16 +262,26 @@ impl Redlock {
     /// [`Error::NoQuorum`] when too few nodes answered, [`Error::Rejected`] when
     /// a node refused for good (such as `CROSSSLOT`), [`Error::InvalidInput`]
     /// for bad arguments (nothing is sent then).
-    pub async fn acquire<S: AsRef<str>>(&self, resources: &[S], ttl: Duration) -> Result<Lock, Error> {
-        self.acquire_settings(resources, ttl, self.inner.settings.clone()).await
+    pub async fn acquire<S: AsRef<str>>(
+        &self,
+        resources: &[S],
+        ttl: Duration,
+    ) -> Result<Lock, Error> {
+        self.acquire_settings(resources, ttl, self.inner.settings.clone())
+            .await
     }
 
     /// One attempt only, no retries: fails at once with [`Error::Held`] if
     /// someone else holds a resource.
-    pub async fn try_acquire<S: AsRef<str>>(&self, resources: &[S], ttl: Duration) -> Result<Lock, Error> {
+    pub async fn try_acquire<S: AsRef<str>>(
+        &self,
+        resources: &[S],
+        ttl: Duration,
+    ) -> Result<Lock, Error> {
         let mut settings = (*self.inner.settings).clone();
         settings.retry_count = RetryCount::Limited(0);
-        self.acquire_settings(resources, ttl, Arc::new(settings)).await
+        self.acquire_settings(resources, ttl, Arc::new(settings))
+            .await
     }
 
     /// [`acquire`](Self::acquire) with settings for this call (and for the
@@ -279,7 +294,8 @@ impl Redlock {
         settings: &Settings,
     ) -> Result<Lock, Error> {
         settings.validate()?;
-        self.acquire_settings(resources, ttl, Arc::new(settings.clone())).await
+        self.acquire_settings(resources, ttl, Arc::new(settings.clone()))
+            .await
     }
 
     pub(crate) async fn acquire_settings<S: AsRef<str>>(
@@ -296,7 +312,9 @@ impl Redlock {
         let mut number = 0u64;
         loop {
             let request = Request::new(&resources, &value, ttl, scripts.acquire());
-            let (attempt, expiration) = self.quorum_round(Operation::Acquire, &request, &settings).await;
+            let (attempt, expiration) = self
+                .quorum_round(Operation::Acquire, &request, &settings)
+                .await;
             let outcome = attempt.outcome;
             attempts.push(attempt, settings.attempt_history);
             if let Some(expiration) = expiration {
@@ -313,7 +331,8 @@ impl Redlock {
             }
             // Undo any partial lock before the next attempt (or before failing),
             // on every node, including those that failed or did not answer.
-            self.release_round(&resources, &value, &settings, Nodes::All).await;
+            self.release_round(&resources, &value, &settings, Nodes::All)
+                .await;
             number += 1;
             if outcome == AttemptOutcome::Rejected || !settings.retry_count.allows(number) {
                 break;
@@ -341,7 +360,9 @@ impl Redlock {
         let ttl = request.ttl();
         let validity = ttl.saturating_sub(settings.drift(ttl));
         let timeout = settings.node_timeout.min(validity);
-        let mut attempt = self.round(operation, request, started, timeout, Nodes::All, true).await;
+        let mut attempt = self
+            .round(operation, request, started, timeout, Nodes::All, true)
+            .await;
         if attempt.outcome != AttemptOutcome::Succeeded {
             return (attempt, None);
         }
@@ -363,10 +384,22 @@ impl Redlock {
         settings: &Settings,
         nodes: Nodes<'_>,
     ) -> Attempt {
-        let request = Request::new(resources, value, Duration::ZERO, self.inner.scripts.release());
+        let request = Request::new(
+            resources,
+            value,
+            Duration::ZERO,
+            self.inner.scripts.release(),
+        );
         let started = self.inner.runtime.now();
-        self.round(Operation::Release, &request, started, settings.node_timeout, nodes, false)
-            .await
+        self.round(
+            Operation::Release,
+            &request,
+            started,
+            settings.node_timeout,
+            nodes,
+            false,
+        )
+        .await
     }
 
     /// Asks the nodes in parallel and gathers their votes until the outcome is
@@ -385,57 +418,74 @@ impl Redlock {
         let quorum = n / 2 + 1;
         let keys = request.resources().len();
         let mut results: Vec<NodeResult> = Vec::with_capacity(n);
-        let call = |i: usize| {
-            let backend = &inner.backends[i];
-            let fut = match operation {
-                Operation::Acquire => backend.acquire(request),
-                Operation::Extend => backend.extend(request),
-                Operation::Release => backend.release(request),
-            };
-            fut.map(move |r| (i, r))
-        };
-        let mut pending: FuturesUnordered<_> = nodes.iter(n).map(call).collect();
+        // Every node is asked in the first poll (so all N get the request, not
+        // just the first quorum to answer); the round ends as soon as the
+        // outcome is certain, all have answered, or the timeout expires.
+        let mut calls: Vec<_> = nodes
+            .iter(n)
+            .map(|i| {
+                let backend = &inner.backends[i];
+                let call = match operation {
+                    Operation::Acquire => backend.acquire(request),
+                    Operation::Extend => backend.extend(request),
+                    Operation::Release => backend.release(request),
+                };
+                (i, Some(call))
+            })
+            .collect();
         let (mut votes_for, mut against, mut failed) = (0usize, 0usize, 0usize);
         let mut timer = inner.runtime.sleep(timeout);
         let mut expired = false;
-        while !pending.is_empty() {
-            let (node, reply) = match select(pending.next(), timer.as_mut()).await {
-                Either::Left((Some(answer), _)) => answer,
-                Either::Left((None, _)) => break,
-                Either::Right(((), _)) => {
-                    expired = true;
-                    break;
-                }
-            };
-            let latency = Some(inner.runtime.now().saturating_duration_since(started));
-            let outcome = match reply {
-                Ok(reply) if reply.applied == keys => {
-                    votes_for += 1;
-                    NodeOutcome::For
-                }
-                Ok(reply) => {
-                    against += 1;
-                    NodeOutcome::Against(Refusal {
-                        operation,
-                        applied: reply.applied,
-                        of: keys,
-                    })
-                }
-                Err(e) => {
-                    failed += 1;
-                    NodeOutcome::Failed(e)
-                }
-            };
-            self.report(node, operation, request.resources(), &outcome);
-            results.push(NodeResult { node, outcome, latency });
-            if early && (votes_for >= quorum || against + failed > n - quorum) {
-                break;
+        poll_fn(|cx| {
+            let mut open = 0;
+            for (node, slot) in calls.iter_mut() {
+                let Some(call) = slot else { continue };
+                let Poll::Ready(reply) = call.as_mut().poll(cx) else {
+                    open += 1;
+                    continue;
+                };
+                *slot = None;
+                let outcome = match reply {
+                    Ok(reply) if reply.applied == keys => {
+                        votes_for += 1;
+                        NodeOutcome::For
+                    }
+                    Ok(reply) => {
+                        against += 1;
+                        NodeOutcome::Against(Refusal {
+                            operation,
+                            applied: reply.applied,
+                            of: keys,
+                        })
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        NodeOutcome::Failed(e)
+                    }
+                };
+                self.report(*node, operation, request.resources(), &outcome);
+                results.push(NodeResult {
+                    node: *node,
+                    outcome,
+                    latency: Some(inner.runtime.now().saturating_duration_since(started)),
+                });
             }
-        }
+            let decided = early && (votes_for >= quorum || against + failed > n - quorum);
+            if decided || open == 0 {
+                return Poll::Ready(());
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                expired = true;
+                return Poll::Ready(());
+            }
+            Poll::Pending
+        })
+        .await;
         // Whoever is still pending either timed out or was not awaited.
-        drop(pending);
-        let answered: Vec<usize> = results.iter().map(|r| r.node).collect();
-        for node in nodes.iter(n).filter(|i| !answered.contains(i)) {
+        for (node, slot) in calls {
+            if slot.is_none() {
+                continue;
+            }
             let outcome = if expired {
                 failed += 1;
                 let outcome = NodeOutcome::Failed(BackendError::timeout(timeout));
@@ -453,9 +503,10 @@ impl Redlock {
         results.sort_by_key(|r| r.node);
         let outcome = if votes_for >= quorum {
             AttemptOutcome::Succeeded
-        } else if results.iter().any(|r| {
-            matches!(&r.outcome, NodeOutcome::Failed(e) if e.kind().is_permanent())
-        }) {
+        } else if results
+            .iter()
+            .any(|r| matches!(&r.outcome, NodeOutcome::Failed(e) if e.kind().is_permanent()))
+        {
             AttemptOutcome::Rejected
         } else if against > 0 && against >= failed {
             AttemptOutcome::Contended
@@ -473,8 +524,19 @@ impl Redlock {
         }
     }
 
-    fn report(&self, node: usize, operation: Operation, resources: &[String], outcome: &NodeOutcome) {
-        let name = self.inner.names.get(node).map(String::as_str).unwrap_or("?");
+    fn report(
+        &self,
+        node: usize,
+        operation: Operation,
+        resources: &[String],
+        outcome: &NodeOutcome,
+    ) {
+        let name = self
+            .inner
+            .names
+            .get(node)
+            .map(String::as_str)
+            .unwrap_or("?");
         match outcome {
             NodeOutcome::Against(refusal) => {
                 tracing::debug!(node, name, %operation, %refusal, "node voted against");
@@ -505,7 +567,9 @@ impl Redlock {
 }
 
 /// Checks and copies the resource list.
-pub(crate) fn validate_resources<S: AsRef<str>>(resources: &[S]) -> Result<Arc<[String]>, InvalidInput> {
+pub(crate) fn validate_resources<S: AsRef<str>>(
+    resources: &[S],
+) -> Result<Arc<[String]>, InvalidInput> {
     if resources.is_empty() {
         return Err(InvalidInput::NoResources);
     }
@@ -568,5 +632,50 @@ impl Redlock {
             Operation::Extend => self.inner.scripts.extend(),
             Operation::Release => self.inner.scripts.release(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_within_bounds_and_spreads() {
+        let base = Duration::from_millis(200);
+        let jitter = Duration::from_millis(100);
+        let samples: Vec<Duration> = (0..10_000).map(|_| jittered(base, jitter)).collect();
+        let min = samples.iter().min().copied().unwrap_or_default();
+        let max = samples.iter().max().copied().unwrap_or_default();
+        assert!(
+            min >= Duration::from_millis(100) && max <= Duration::from_millis(300),
+            "{min:?}..{max:?}"
+        );
+        assert!(
+            min < Duration::from_millis(110) && max > Duration::from_millis(290),
+            "{min:?}..{max:?}"
+        );
+        // Never negative when the jitter exceeds the base.
+        assert!((0..1000).all(
+            |_| jittered(Duration::from_millis(10), Duration::from_millis(50))
+                <= Duration::from_millis(60)
+        ));
+        assert_eq!(jittered(base, Duration::ZERO), base);
+    }
+
+    #[test]
+    fn drift_is_rounded_factor_times_ttl_plus_two_ms() {
+        let s = Settings::default();
+        assert_eq!(
+            s.drift(Duration::from_millis(1000)),
+            Duration::from_millis(12)
+        );
+        assert_eq!(
+            s.drift(Duration::from_millis(150)),
+            Duration::from_millis(4)
+        ); // 1.5 rounds to 2
+        assert_eq!(
+            s.drift(Duration::from_millis(149)),
+            Duration::from_millis(3)
+        );
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use crate::backend::BackendError;
 
 /// Which operation a round ran.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[non_exhaustive]
 pub enum Operation {
     /// Taking the lock.

@@ -26,18 +26,19 @@ use crate::settings::Settings;
 /// (an extension failed), so it can stop before doing unprotected work.
 ///
 /// ```
-/// # async fn step(_: u32) {}
-/// use redlock_core::AbortSignal;
-/// async fn routine(signal: AbortSignal) -> Result<(), redlock_core::Error> {
-///     for chunk in 0..10 {
-///         futures::select_biased! {
-///             error = signal.aborted().fuse() => return Err(error),
-///             () = futures::FutureExt::fuse(Box::pin(step(chunk))) => {}
-///         }
+/// use futures::{future::Either, pin_mut};
+/// use redlock_core::{AbortSignal, Error};
+///
+/// # async fn long_step() {}
+/// async fn routine(signal: AbortSignal) -> Result<(), Error> {
+///     let work = long_step();
+///     let lost = signal.aborted();
+///     pin_mut!(work, lost);
+///     match futures::future::select(work, lost).await {
+///         Either::Left(((), _)) => Ok(()),
+///         Either::Right((error, _)) => Err(error), // stop: the lock is gone
 ///     }
-///     Ok(())
 /// }
-/// # use futures::FutureExt;
 /// ```
 #[derive(Clone, Debug, Default)]
 pub struct AbortSignal {
@@ -163,7 +164,12 @@ impl Redlock {
     /// # Ok::<(), Error>(())
     /// # }).unwrap();
     /// ```
-    pub async fn using<S, F, Fut, T, E>(&self, resources: &[S], ttl: Duration, routine: F) -> Result<T, E>
+    pub async fn using<S, F, Fut, T, E>(
+        &self,
+        resources: &[S],
+        ttl: Duration,
+        routine: F,
+    ) -> Result<T, E>
     where
         S: AsRef<str>,
         F: FnOnce(AbortSignal) -> Fut,
@@ -210,7 +216,12 @@ impl Redlock {
         let threshold = settings.automatic_extension_threshold;
         let drift = settings.drift(ttl);
         if threshold >= ttl.saturating_sub(drift) {
-            return Err(Error::from(InvalidInput::ThresholdNotBelowTtl { threshold, ttl, drift }).into());
+            return Err(Error::from(InvalidInput::ThresholdNotBelowTtl {
+                threshold,
+                ttl,
+                drift,
+            })
+            .into());
         }
         let mut lock = self.acquire_settings(resources, ttl, settings).await?;
         let signal = AbortSignal::new();
@@ -245,7 +256,12 @@ impl Redlock {
         }
     }
 
-    async fn extend_when_due(&self, lock: &Lock, threshold: Duration, ttl: Duration) -> Result<Lock, Error> {
+    async fn extend_when_due(
+        &self,
+        lock: &Lock,
+        threshold: Duration,
+        ttl: Duration,
+    ) -> Result<Lock, Error> {
         let due = lock.remaining_validity().saturating_sub(threshold);
         if !due.is_zero() {
             self.runtime().sleep(due).await;
