@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The whole test suite, on a fresh machine: installs redis-server and
+# redis-tools (Debian packages) when missing, then checks formatting and lints
+# and runs every test in the workspace against real redis-server processes
+# that the testkit starts on free loopback ports.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
+  echo "==> redis-server/redis-cli missing: installing redis-server and redis-tools with apt-get"
+  SUDO=""
+  if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
+fi
+echo "==> $(redis-server --version)"
+
+start=$(date +%s)
+echo "==> cargo fmt --check"
+cargo fmt --all -- --check
+echo "==> cargo clippy (all targets, all features, -D warnings)"
+cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+echo "==> cargo test (workspace, all features)"
+cargo test --workspace --all-features
+echo "==> redlock-core alone, with no runtime feature"
+cargo test -p redlock-core --quiet
+echo "==> the quickstart example on the embedded default"
+cargo run --quiet --example quickstart
+echo "==> suite finished in $(( $(date +%s) - start )) s"
