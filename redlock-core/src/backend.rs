@@ -10,8 +10,11 @@
 //!
 //! Implement the three operations. A Redis backend runs
 //! [`Request::script`] (by `EVALSHA`, falling back to `EVAL` on `NOSCRIPT`) with
-//! `KEYS = request.resources()`, `ARGV = [request.value(), request.ttl_millis()]`
-//! and returns [`Reply::applied`] with the integer the script answered. A backend
+//! `KEYS = request.keys()` (the resources, then any [extra keys](Request::extra_keys)),
+//! `ARGV = [request.value(), request.ttl_millis()]` followed by
+//! [`Request::extra_args`], and returns [`Reply::from_script_integer`] with the
+//! integer the script answered (or [`Reply::from_script_pair`] when it answered
+//! a two-integer array, as the fenced acquire does). A backend
 //! that does not run Lua implements the semantics of the built-in scripts (see
 //! [`scripts`](crate::scripts)) and refuses a custom script with
 //! [`ErrorKind::Unsupported`]. Map every failure to a [`BackendError`] of the
@@ -55,6 +58,8 @@ pub struct Request<'a> {
     value: &'a str,
     ttl: Duration,
     script: &'a Script,
+    extra_keys: &'a [String],
+    extra_args: &'a [String],
 }
 
 impl<'a> Request<'a> {
@@ -65,7 +70,45 @@ impl<'a> Request<'a> {
             value,
             ttl,
             script,
+            extra_keys: &[],
+            extra_args: &[],
         }
+    }
+
+    /// Adds keys sent after the resources (for example the fence counters of a
+    /// fenced acquire). They are in the same cluster slot as their resource.
+    pub fn with_extra_keys(mut self, keys: &'a [String]) -> Self {
+        self.extra_keys = keys;
+        self
+    }
+
+    /// Adds arguments sent after the value and the TTL.
+    pub fn with_extra_args(mut self, args: &'a [String]) -> Self {
+        self.extra_args = args;
+        self
+    }
+
+    /// Keys sent after the resources; empty for the plain operations.
+    pub fn extra_keys(&self) -> &'a [String] {
+        self.extra_keys
+    }
+
+    /// Arguments sent after the value and the TTL; empty for the plain operations.
+    pub fn extra_args(&self) -> &'a [String] {
+        self.extra_args
+    }
+
+    /// Every key to send as `KEYS`: the resources, then the extra keys.
+    pub fn keys(&self) -> impl Iterator<Item = &'a str> + 'a {
+        self.resources
+            .iter()
+            .chain(self.extra_keys)
+            .map(String::as_str)
+    }
+
+    /// How many `KEYS` there are (the `numkeys` of `EVALSHA`).
+    pub fn key_count(&self) -> usize {
+        self.resources.len() + self.extra_keys.len()
     }
 
     /// The keys, exactly the resource names the caller gave (no prefix added).
@@ -99,15 +142,33 @@ impl<'a> Request<'a> {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Reply {
-    /// How many of the request's keys the operation applied to: set (acquire),
-    /// re-armed (extend) or deleted (release).
+    /// How many of the request's resources the operation applied to: set
+    /// (acquire), re-armed (extend) or deleted (release).
     pub applied: usize,
+    /// For a fenced acquire: the highest fence counter the node holds for the
+    /// resources.
+    pub fence: Option<u64>,
 }
 
 impl Reply {
     /// A reply that applied to `n` keys.
     pub fn applied(n: usize) -> Self {
-        Reply { applied: n }
+        Reply {
+            applied: n,
+            fence: None,
+        }
+    }
+
+    /// The same reply, carrying a fence counter.
+    pub fn with_fence(mut self, fence: u64) -> Self {
+        self.fence = Some(fence);
+        self
+    }
+
+    /// A reply from a script's two-integer answer `{applied, fence}` (the
+    /// fenced acquire's); negative integers count as zero.
+    pub fn from_script_pair(applied: i64, fence: i64) -> Self {
+        Reply::from_script_integer(applied).with_fence(u64::try_from(fence).unwrap_or(0))
     }
 
     /// A reply from a script's integer answer; a negative integer (which no
@@ -274,6 +335,19 @@ pub trait LockBackend: Send + Sync {
     /// of keys deleted.
     async fn release(&self, request: &Request<'_>) -> Result<Reply, BackendError>;
 
+    /// Raises the fence counters in [`Request::extra_keys`] to the token in
+    /// `extra_args()[0]` (never lowers them), if every resource still holds
+    /// [`Request::value`]. Replies with the number of resources (all, or 0).
+    /// Only needed for fencing tokens; a Redis backend runs the request's script
+    /// exactly as for [`acquire`](Self::acquire).
+    async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        let _ = request;
+        Err(BackendError::new(
+            ErrorKind::Unsupported,
+            "this backend does not implement fencing tokens",
+        ))
+    }
+
     /// A short name for statistics, logs and the error hook, such as
     /// `redis://127.0.0.1:7001`.
     fn describe(&self) -> Cow<'_, str> {
@@ -293,6 +367,9 @@ macro_rules! forward_backend {
             }
             async fn release(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
                 (**self).release(request).await
+            }
+            async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+                (**self).fence(request).await
             }
             fn describe(&self) -> Cow<'_, str> {
                 (**self).describe()

@@ -55,7 +55,7 @@ pub struct FaultyBackend<B> {
 
 #[derive(Default)]
 struct State {
-    faults: [Fault; 3],
+    faults: [Fault; 4],
     calls: Vec<Call>,
 }
 
@@ -64,6 +64,7 @@ fn slot(operation: Operation) -> usize {
         Operation::Acquire => 0,
         Operation::Extend => 1,
         Operation::Release => 2,
+        Operation::Fence => 3,
     }
 }
 
@@ -83,7 +84,7 @@ impl<B: LockBackend> FaultyBackend<B> {
 
     /// Applies `fault` to every operation.
     pub fn set(&self, fault: Fault) {
-        self.state().faults = [fault.clone(), fault.clone(), fault];
+        self.state().faults = [fault.clone(), fault.clone(), fault.clone(), fault];
     }
 
     /// Applies `fault` to one operation only.
@@ -127,6 +128,7 @@ impl<B: LockBackend> FaultyBackend<B> {
             Operation::Acquire => self.backend.acquire(request).await,
             Operation::Extend => self.backend.extend(request).await,
             Operation::Release => self.backend.release(request).await,
+            Operation::Fence => self.backend.fence(request).await,
         }
     }
 }
@@ -141,6 +143,9 @@ impl<B: LockBackend> LockBackend for FaultyBackend<B> {
     }
     async fn release(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
         self.call(Operation::Release, request).await
+    }
+    async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.call(Operation::Fence, request).await
     }
     fn describe(&self) -> Cow<'_, str> {
         Cow::Owned(format!("faulty({})", self.backend.describe()))

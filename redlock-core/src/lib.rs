@@ -45,6 +45,7 @@
 pub mod backend;
 mod error;
 pub mod faulty;
+pub mod keys;
 mod lock;
 pub mod memory;
 mod redlock;

@@ -16,13 +16,14 @@ use crate::stats::{AttemptOutcome, Attempts, NodeOutcome, Operation};
 /// the keys expire at their TTL. Call [`release`](Lock::release), or use
 /// [`Redlock::using`], which always releases.
 pub struct Lock {
-    redlock: Redlock,
-    resources: Arc<[String]>,
-    value: Arc<str>,
-    ttl: Duration,
-    expiration: Instant,
-    attempts: Attempts,
-    settings: Arc<Settings>,
+    pub(crate) redlock: Redlock,
+    pub(crate) resources: Arc<[String]>,
+    pub(crate) value: Arc<str>,
+    pub(crate) ttl: Duration,
+    pub(crate) expiration: Instant,
+    pub(crate) attempts: Attempts,
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) fencing_token: Option<u64>,
 }
 
 impl fmt::Debug for Lock {
@@ -64,24 +65,17 @@ impl Release {
 }
 
 impl Lock {
-    pub(crate) fn new(
-        redlock: Redlock,
-        resources: Arc<[String]>,
-        value: Arc<str>,
-        ttl: Duration,
-        expiration: Instant,
-        attempts: Attempts,
-        settings: Arc<Settings>,
-    ) -> Lock {
-        Lock {
-            redlock,
-            resources,
-            value,
-            ttl,
-            expiration,
-            attempts,
-            settings,
-        }
+    /// The fencing token, when acquired with [`Settings::fencing`]: it strictly
+    /// increases with every acquisition of the same resource, across all
+    /// clients, so the protected storage can refuse a write carrying a token
+    /// lower than the highest it has seen (a stale holder, paused past its
+    /// validity). Extensions keep the token.
+    ///
+    /// Monotonicity needs the fence counters to survive node restarts (AOF
+    /// with `appendfsync always`, or the delayed-restart rule) and never be
+    /// evicted (`maxmemory-policy noeviction`).
+    pub fn fencing_token(&self) -> Option<u64> {
+        self.fencing_token
     }
 
     /// The locked resources (the Redis keys).
@@ -163,6 +157,7 @@ impl Lock {
                     expiration,
                     attempts,
                     settings: self.settings.clone(),
+                    fencing_token: self.fencing_token,
                 });
             }
             number += 1;

@@ -34,6 +34,8 @@ struct Node {
 #[derive(Debug, Default)]
 struct Keys {
     map: HashMap<String, Entry>,
+    /// Fence counters: never expire, only rise.
+    fences: HashMap<String, u64>,
     /// Size after the last sweep of expired keys; the next sweep runs when the
     /// map has doubled, so expired keys never pile up.
     swept_at: usize,
@@ -134,6 +136,16 @@ impl MemoryBackend {
         self.len() == 0
     }
 
+    /// The fence counter stored under `key` (see [`crate::keys::fence_key`]).
+    pub fn fence_counter(&self, key: &str) -> Option<u64> {
+        self.keys().fences.get(key).copied()
+    }
+
+    /// Sets a fence counter (for tests: a node whose counter is ahead or behind).
+    pub fn set_fence_counter(&self, key: &str, value: u64) {
+        self.keys().fences.insert(key.to_owned(), value);
+    }
+
     /// Keys stored, live or expired-but-not-yet-swept (to check that memory does
     /// not grow).
     pub fn stored(&self) -> usize {
@@ -143,7 +155,7 @@ impl MemoryBackend {
     fn run(
         &self,
         request: &Request<'_>,
-        op: impl FnOnce(&mut Keys, Instant) -> usize,
+        op: impl FnOnce(&mut Keys, Instant) -> Reply,
     ) -> Result<Reply, BackendError> {
         if !request.script().is_builtin() {
             return Err(BackendError::new(
@@ -157,7 +169,7 @@ impl MemoryBackend {
             keys.map.retain(|_, e| e.expires > now);
             keys.swept_at = keys.map.len();
         }
-        Ok(Reply::applied(op(&mut keys, now)))
+        Ok(op(&mut keys, now))
     }
 }
 
@@ -178,7 +190,7 @@ impl LockBackend for MemoryBackend {
                     .is_some_and(|e| e.expires > now && e.value != value)
             });
             if blocked {
-                return 0;
+                return Reply::applied(0);
             }
             let expires = now + request.ttl();
             for k in request.resources() {
@@ -190,7 +202,44 @@ impl LockBackend for MemoryBackend {
                     },
                 );
             }
-            request.resources().len()
+            let reply = Reply::applied(request.resources().len());
+            // A fenced acquire (the request with the fence counters as extra
+            // keys) also reads the highest counter, in the same step.
+            if request.extra_keys().is_empty() {
+                return reply;
+            }
+            let fence = request
+                .extra_keys()
+                .iter()
+                .filter_map(|k| keys.fences.get(k))
+                .max()
+                .copied()
+                .unwrap_or(0);
+            reply.with_fence(fence)
+        })
+    }
+
+    async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        let token = request
+            .extra_args()
+            .first()
+            .and_then(|t| t.parse::<u64>().ok())
+            .ok_or_else(|| {
+                BackendError::new(ErrorKind::Protocol, "fence request without a token")
+            })?;
+        self.run(request, |keys, now| {
+            if !request
+                .resources()
+                .iter()
+                .all(|k| holds(keys, k, request.value(), now))
+            {
+                return Reply::applied(0);
+            }
+            for k in request.extra_keys() {
+                let counter = keys.fences.entry(k.clone()).or_insert(0);
+                *counter = (*counter).max(token);
+            }
+            Reply::applied(request.resources().len())
         })
     }
 
@@ -202,7 +251,7 @@ impl LockBackend for MemoryBackend {
                 .iter()
                 .all(|k| holds(keys, k, value, now))
             {
-                return 0;
+                return Reply::applied(0);
             }
             let expires = now + request.ttl();
             for k in request.resources() {
@@ -210,7 +259,7 @@ impl LockBackend for MemoryBackend {
                     e.expires = expires;
                 }
             }
-            request.resources().len()
+            Reply::applied(request.resources().len())
         })
     }
 
@@ -223,7 +272,7 @@ impl LockBackend for MemoryBackend {
                     deleted += 1;
                 }
             }
-            deleted
+            Reply::applied(deleted)
         })
     }
 

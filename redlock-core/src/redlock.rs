@@ -9,7 +9,7 @@ use rand::RngExt;
 use std::future::poll_fn;
 use std::task::Poll;
 
-use crate::backend::{BackendError, LockBackend, Request};
+use crate::backend::{BackendError, ErrorKind, LockBackend, Request};
 use crate::error::{ConfigError, Error, InvalidInput, QuorumFailure};
 use crate::lock::Lock;
 use crate::runtime::Runtime;
@@ -130,6 +130,11 @@ impl RedlockBuilder {
     /// How long one round waits for the nodes.
     pub fn node_timeout(mut self, timeout: Duration) -> Self {
         self.settings.node_timeout = timeout;
+        self
+    }
+    /// Acquire every lock with a fencing token (see [`Settings::fencing`]).
+    pub fn fencing(mut self, enabled: bool) -> Self {
+        self.settings.fencing = enabled;
         self
     }
     /// Custom Lua scripts for acquire, extend and release.
@@ -307,34 +312,47 @@ impl Redlock {
         let resources = validate_resources(resources)?;
         validate_ttl(ttl, &settings)?;
         let value = random_value();
-        let scripts = &self.inner.scripts;
+        let fence_keys: Vec<String> = if settings.fencing {
+            resources
+                .iter()
+                .map(|r| crate::keys::fence_key(r))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut attempts = Attempts::default();
         let mut number = 0u64;
         loop {
-            let request = Request::new(&resources, &value, ttl, scripts.acquire());
-            let (attempt, expiration) = self
-                .quorum_round(Operation::Acquire, &request, &settings)
+            let granted = self
+                .acquire_once(
+                    &resources,
+                    &value,
+                    &fence_keys,
+                    ttl,
+                    &settings,
+                    &mut attempts,
+                )
                 .await;
-            let outcome = attempt.outcome;
-            attempts.push(attempt, settings.attempt_history);
-            if let Some(expiration) = expiration {
+            if let Some((expiration, token)) = granted {
                 tracing::debug!(resources = ?&*resources, attempts = number + 1, "lock acquired");
-                return Ok(Lock::new(
-                    self.clone(),
+                return Ok(Lock {
+                    redlock: self.clone(),
                     resources,
-                    value.into(),
+                    value: value.into(),
                     ttl,
                     expiration,
                     attempts,
                     settings,
-                ));
+                    fencing_token: token,
+                });
             }
             // Undo any partial lock before the next attempt (or before failing),
             // on every node, including those that failed or did not answer.
             self.release_round(&resources, &value, &settings, Nodes::All)
                 .await;
             number += 1;
-            if outcome == AttemptOutcome::Rejected || !settings.retry_count.allows(number) {
+            let rejected = attempts.last().map(|a| a.outcome) == Some(AttemptOutcome::Rejected);
+            if rejected || !settings.retry_count.allows(number) {
                 break;
             }
             let delay = jittered(settings.retry_delay, settings.retry_jitter);
@@ -346,6 +364,69 @@ impl Redlock {
             resources,
             attempts,
         }))
+    }
+
+    /// One acquisition attempt: the acquire round and, with fencing, the
+    /// token's write-back round. Returns the expiration and the token when
+    /// the lock is held with validity left.
+    async fn acquire_once(
+        &self,
+        resources: &[String],
+        value: &str,
+        fence_keys: &[String],
+        ttl: Duration,
+        settings: &Settings,
+        attempts: &mut Attempts,
+    ) -> Option<(Instant, Option<u64>)> {
+        let scripts = &self.inner.scripts;
+        let fencing = !fence_keys.is_empty();
+        let script = if fencing {
+            scripts.acquire_fenced()
+        } else {
+            scripts.acquire()
+        };
+        let request = Request::new(resources, value, ttl, script).with_extra_keys(fence_keys);
+        let (attempt, expiration) = self
+            .quorum_round(Operation::Acquire, &request, settings)
+            .await;
+        let Some(expiration) = expiration else {
+            attempts.push(attempt, settings.attempt_history);
+            return None;
+        };
+        if !fencing {
+            attempts.push(attempt, settings.attempt_history);
+            return Some((expiration, None));
+        }
+        // T = max(counters of the nodes that voted for) + 1, written back to a
+        // quorum while our value still holds there. Any two quorums share a
+        // node, so a later acquirer reads a counter of at least T.
+        let highest = attempt
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.outcome, NodeOutcome::For))
+            .filter_map(|n| n.fence)
+            .max()
+            .unwrap_or(0);
+        attempts.push(attempt, settings.attempt_history);
+        let token = highest.saturating_add(1);
+        let args = [token.to_string()];
+        let request = Request::new(resources, value, ttl, scripts.fence())
+            .with_extra_keys(fence_keys)
+            .with_extra_args(&args);
+        let now = self.inner.runtime.now();
+        let timeout = settings
+            .node_timeout
+            .min(expiration.saturating_duration_since(now));
+        let mut confirm = self
+            .round(Operation::Fence, &request, now, timeout, Nodes::All, true)
+            .await;
+        let granted = confirm.outcome == AttemptOutcome::Succeeded;
+        if granted && self.inner.runtime.now() >= expiration {
+            confirm.outcome = AttemptOutcome::TooSlow;
+        }
+        let held = confirm.outcome == AttemptOutcome::Succeeded;
+        attempts.push(confirm, settings.attempt_history);
+        held.then_some((expiration, Some(token)))
     }
 
     /// One acquire or extend round, with the validity check. Returns the
@@ -429,10 +510,15 @@ impl Redlock {
                     Operation::Acquire => backend.acquire(request),
                     Operation::Extend => backend.extend(request),
                     Operation::Release => backend.release(request),
+                    Operation::Fence => backend.fence(request),
                 };
                 (i, Some(call))
             })
             .collect();
+        // A fenced acquire (the only request with extra keys) must report the
+        // fence counter with its vote for; a node that does not cannot do
+        // fencing, which no retry fixes.
+        let expect_fence = operation == Operation::Acquire && !request.extra_keys().is_empty();
         let (mut votes_for, mut against, mut failed) = (0usize, 0usize, 0usize);
         let mut timer = inner.runtime.sleep(timeout);
         let mut expired = false;
@@ -445,7 +531,15 @@ impl Redlock {
                     continue;
                 };
                 *slot = None;
+                let fence = reply.as_ref().ok().and_then(|r| r.fence);
                 let outcome = match reply {
+                    Ok(reply) if reply.applied == keys && expect_fence && reply.fence.is_none() => {
+                        failed += 1;
+                        NodeOutcome::Failed(BackendError::new(
+                            ErrorKind::Unsupported,
+                            "the reply to a fenced acquire carried no fence counter: this backend does not implement fencing tokens",
+                        ))
+                    }
                     Ok(reply) if reply.applied == keys => {
                         votes_for += 1;
                         NodeOutcome::For
@@ -468,6 +562,7 @@ impl Redlock {
                     node: *node,
                     outcome,
                     latency: Some(inner.runtime.now().saturating_duration_since(started)),
+                    fence,
                 });
             }
             let decided = early && (votes_for >= quorum || against + failed > n - quorum);
@@ -497,6 +592,7 @@ impl Redlock {
             results.push(NodeResult {
                 node,
                 outcome,
+                fence: None,
                 latency: None,
             });
         }
@@ -631,6 +727,7 @@ impl Redlock {
             Operation::Acquire => self.inner.scripts.acquire(),
             Operation::Extend => self.inner.scripts.extend(),
             Operation::Release => self.inner.scripts.release(),
+            Operation::Fence => self.inner.scripts.fence(),
         }
     }
 }

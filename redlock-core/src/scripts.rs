@@ -54,6 +54,48 @@ end
 return count
 "#;
 
+/// The fenced acquire: `KEYS` = the n resources, then their n fence counters;
+/// `ARGV` = value, TTL. Takes every resource or none, as [`ACQUIRE_LUA`], and in
+/// the same atomic step reads the highest fence counter. Replies `{n, fence}`,
+/// or `{0, 0}` when refused.
+pub const ACQUIRE_FENCED_LUA: &str = r#"local n = #KEYS / 2
+for i = 1, n do
+  local current = redis.call("GET", KEYS[i])
+  if current and current ~= ARGV[1] then
+    return {0, 0}
+  end
+end
+local fence = 0
+for i = 1, n do
+  redis.call("SET", KEYS[i], ARGV[1], "PX", ARGV[2])
+  local f = tonumber(redis.call("GET", KEYS[n + i]) or "0") or 0
+  if f > fence then
+    fence = f
+  end
+end
+return {n, fence}
+"#;
+
+/// The fence write-back: `KEYS` as for [`ACQUIRE_FENCED_LUA`]; `ARGV` = value,
+/// TTL (unused), token. If every resource still holds our value, raises each
+/// fence counter to the token (never lowers it; counters never expire) and
+/// replies n; otherwise changes nothing and replies 0.
+pub const FENCE_LUA: &str = r#"local n = #KEYS / 2
+local token = tonumber(ARGV[3])
+for i = 1, n do
+  if redis.call("GET", KEYS[i]) ~= ARGV[1] then
+    return 0
+  end
+end
+for i = 1, n do
+  local f = tonumber(redis.call("GET", KEYS[n + i]) or "0") or 0
+  if f < token then
+    redis.call("SET", KEYS[n + i], ARGV[3])
+  end
+end
+return n
+"#;
+
 /// A Lua script and its SHA-1 (hex), computed once.
 #[derive(Clone)]
 pub struct Script {
@@ -135,6 +177,8 @@ pub struct Scripts {
     acquire: Script,
     extend: Script,
     release: Script,
+    acquire_fenced: Script,
+    fence: Script,
 }
 
 impl Default for Scripts {
@@ -143,6 +187,8 @@ impl Default for Scripts {
             acquire: Script::build(ACQUIRE_LUA.to_owned(), true),
             extend: Script::build(EXTEND_LUA.to_owned(), true),
             release: Script::build(RELEASE_LUA.to_owned(), true),
+            acquire_fenced: Script::build(ACQUIRE_FENCED_LUA.to_owned(), true),
+            fence: Script::build(FENCE_LUA.to_owned(), true),
         }
     }
 }
@@ -174,6 +220,14 @@ impl Scripts {
     /// The release script.
     pub fn release(&self) -> &Script {
         &self.release
+    }
+    /// The fenced acquire script (fencing tokens; not replaceable).
+    pub fn acquire_fenced(&self) -> &Script {
+        &self.acquire_fenced
+    }
+    /// The fence write-back script (fencing tokens; not replaceable).
+    pub fn fence(&self) -> &Script {
+        &self.fence
     }
 }
 

@@ -69,6 +69,11 @@ pub struct Settings {
     pub release_retry_count: u32,
     /// The pause before re-sending a release. Default 20 ms.
     pub release_retry_delay: Duration,
+    /// Acquire with a fencing token ([`Lock::fencing_token`](crate::Lock::fencing_token)):
+    /// a number that strictly increases with every acquisition of the same
+    /// resource, across all clients. Costs one more round trip per
+    /// acquisition. Default false.
+    pub fencing: bool,
     /// How many attempts' statistics a [`Lock`](crate::Lock) or an error keeps
     /// (the most recent ones; the total is always counted). Default 32.
     pub attempt_history: usize,
@@ -85,6 +90,7 @@ impl Default for Settings {
             node_timeout: Duration::from_millis(100),
             release_retry_count: 2,
             release_retry_delay: Duration::from_millis(20),
+            fencing: false,
             attempt_history: 32,
         }
     }

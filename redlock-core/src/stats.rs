@@ -22,6 +22,9 @@ pub enum Operation {
     Extend,
     /// Letting it go.
     Release,
+    /// Writing a fencing token back to a quorum (the second round of a fenced
+    /// acquire).
+    Fence,
 }
 
 impl fmt::Display for Operation {
@@ -30,6 +33,7 @@ impl fmt::Display for Operation {
             Operation::Acquire => "acquire",
             Operation::Extend => "extend",
             Operation::Release => "release",
+            Operation::Fence => "fence",
         })
     }
 }
@@ -87,6 +91,8 @@ pub struct NodeResult {
     pub outcome: NodeOutcome,
     /// How long it took to answer, if it did.
     pub latency: Option<Duration>,
+    /// The fence counter it reported (fenced acquire only).
+    pub fence: Option<u64>,
 }
 
 /// How a round ended.
