@@ -49,6 +49,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::scripts::Script;
+use crate::wake::ReleaseWaker;
 
 /// One operation's arguments, as a backend receives them.
 #[derive(Clone, Copy, Debug)]
@@ -348,6 +349,25 @@ pub trait LockBackend: Send + Sync {
         ))
     }
 
+    /// Registers `waker` to be woken whenever a release is published on one
+    /// of `channels` ([`release_channel`](crate::wake::release_channel) of
+    /// each resource) on this node, until the waker is
+    /// [closed](crate::wake::ReleaseWaker::is_closed). Optional: used only
+    /// with [`Settings::wake_on_release`](crate::Settings::wake_on_release);
+    /// the default answers [`ErrorKind::Unsupported`] and waiters fall back to
+    /// their retry delay. See [`ReleaseHub`](crate::wake::ReleaseHub).
+    async fn watch_releases(
+        &self,
+        channels: &[String],
+        waker: &ReleaseWaker,
+    ) -> Result<(), BackendError> {
+        let _ = (channels, waker);
+        Err(BackendError::new(
+            ErrorKind::Unsupported,
+            "this backend does not implement wake-on-release",
+        ))
+    }
+
     /// A short name for statistics, logs and the error hook, such as
     /// `redis://127.0.0.1:7001`.
     fn describe(&self) -> Cow<'_, str> {
@@ -370,6 +390,9 @@ macro_rules! forward_backend {
             }
             async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
                 (**self).fence(request).await
+            }
+            async fn watch_releases(&self, channels: &[String], waker: &ReleaseWaker) -> Result<(), BackendError> {
+                (**self).watch_releases(channels, waker).await
             }
             fn describe(&self) -> Cow<'_, str> {
                 (**self).describe()

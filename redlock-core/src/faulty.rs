@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use crate::backend::{BackendError, ErrorKind, LockBackend, Reply, Request};
 use crate::runtime::Runtime;
 use crate::stats::Operation;
+use crate::wake::ReleaseWaker;
 
 /// How a [`FaultyBackend`] misbehaves.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -146,6 +147,19 @@ impl<B: LockBackend> LockBackend for FaultyBackend<B> {
     }
     async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
         self.call(Operation::Fence, request).await
+    }
+    async fn watch_releases(
+        &self,
+        channels: &[String],
+        waker: &ReleaseWaker,
+    ) -> Result<(), BackendError> {
+        // A node failing its acquires cannot subscribe either.
+        let fault = self.state().faults[slot(Operation::Acquire)].clone();
+        match fault {
+            Fault::Fail(kind) => Err(BackendError::new(kind, "injected fault")),
+            Fault::Hang => futures::future::pending().await,
+            _ => self.backend.watch_releases(channels, waker).await,
+        }
     }
     fn describe(&self) -> Cow<'_, str> {
         Cow::Owned(format!("faulty({})", self.backend.describe()))

@@ -54,6 +54,7 @@ pub mod scripts;
 mod settings;
 pub mod stats;
 mod using;
+pub mod wake;
 
 pub use async_trait::async_trait;
 pub use backend::{BackendError, ErrorKind, LockBackend, Reply, Request};

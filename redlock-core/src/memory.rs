@@ -17,6 +17,7 @@ use async_trait::async_trait;
 
 use crate::backend::{BackendError, ErrorKind, LockBackend, Reply, Request};
 use crate::runtime::{NeutralRuntime, Runtime};
+use crate::wake::{ReleaseHub, ReleaseWaker};
 
 /// An in-process lock node with real TTLs. See the [module docs](self).
 #[derive(Clone, Debug)]
@@ -29,6 +30,7 @@ struct Node {
     name: String,
     runtime: Arc<dyn Runtime>,
     keys: Mutex<Keys>,
+    hub: ReleaseHub,
 }
 
 #[derive(Debug, Default)]
@@ -72,6 +74,7 @@ impl MemoryBackend {
                 name: "memory".to_owned(),
                 runtime,
                 keys: Mutex::new(Keys::default()),
+                hub: ReleaseHub::new(),
             }),
         }
     }
@@ -83,6 +86,7 @@ impl MemoryBackend {
                 name: name.into(),
                 runtime: self.inner.runtime.clone(),
                 keys: Mutex::new(Keys::default()),
+                hub: ReleaseHub::new(),
             }),
         }
     }
@@ -264,16 +268,33 @@ impl LockBackend for MemoryBackend {
     }
 
     async fn release(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
-        self.run(request, |keys, now| {
-            let mut deleted = 0;
-            for k in request.resources() {
+        // With wake-on-release the channels come in the extra args, one per
+        // resource; each released resource is announced on its channel.
+        let mut released = Vec::new();
+        let reply = self.run(request, |keys, now| {
+            for (i, k) in request.resources().iter().enumerate() {
                 if holds(keys, k, request.value(), now) {
                     keys.map.remove(k.as_str());
-                    deleted += 1;
+                    released.push(i);
                 }
             }
-            Reply::applied(deleted)
-        })
+            Reply::applied(released.len())
+        })?;
+        for i in released {
+            if let Some(channel) = request.extra_args().get(i) {
+                self.inner.hub.notify(channel);
+            }
+        }
+        Ok(reply)
+    }
+
+    async fn watch_releases(
+        &self,
+        channels: &[String],
+        waker: &ReleaseWaker,
+    ) -> Result<(), BackendError> {
+        self.inner.hub.register(channels, waker);
+        Ok(())
     }
 
     fn describe(&self) -> Cow<'_, str> {

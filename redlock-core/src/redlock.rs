@@ -7,6 +7,9 @@ use std::time::{Duration, Instant};
 
 use rand::RngExt;
 use std::future::poll_fn;
+use std::pin::pin;
+
+use futures::future::{join_all, select, Either};
 use std::task::Poll;
 
 use crate::backend::{BackendError, ErrorKind, LockBackend, Request};
@@ -18,6 +21,7 @@ use crate::settings::{RetryCount, Settings, MAX_TTL};
 use crate::stats::{
     Attempt, AttemptOutcome, Attempts, NodeOutcome, NodeResult, Operation, Refusal,
 };
+use crate::wake::{release_channel, ReleaseWait};
 
 /// The longest resource name accepted, in bytes.
 pub const MAX_RESOURCE_LEN: usize = 4096;
@@ -135,6 +139,11 @@ impl RedlockBuilder {
     /// Acquire every lock with a fencing token (see [`Settings::fencing`]).
     pub fn fencing(mut self, enabled: bool) -> Self {
         self.settings.fencing = enabled;
+        self
+    }
+    /// Publish releases and wake waiters on them (see [`Settings::wake_on_release`]).
+    pub fn wake_on_release(mut self, enabled: bool) -> Self {
+        self.settings.wake_on_release = enabled;
         self
     }
     /// Custom Lua scripts for acquire, extend and release.
@@ -322,7 +331,9 @@ impl Redlock {
         };
         let mut attempts = Attempts::default();
         let mut number = 0u64;
+        let mut watch: Option<ReleaseWait> = None;
         loop {
+            let seen = watch.as_ref().map(ReleaseWait::generation);
             let granted = self
                 .acquire_once(
                     &resources,
@@ -356,7 +367,20 @@ impl Redlock {
                 break;
             }
             let delay = jittered(settings.retry_delay, settings.retry_jitter);
-            self.inner.runtime.sleep(delay).await;
+            let contended = attempts.last().map(|a| a.outcome) == Some(AttemptOutcome::Contended);
+            if settings.wake_on_release && contended && watch.is_none() {
+                watch = Some(self.watch_releases(&resources, settings.node_timeout).await);
+            }
+            match (&watch, seen) {
+                // A release during the attempt: retry at once.
+                (Some(wait), Some(seen)) if wait.generation() != seen => {}
+                (Some(wait), _) => {
+                    let now = wait.generation();
+                    let sleep = self.inner.runtime.sleep(delay);
+                    select(sleep, pin!(wait.changed(now))).await;
+                }
+                (None, _) => self.inner.runtime.sleep(delay).await,
+            }
         }
         tracing::debug!(resources = ?&*resources, attempts = number, "lock not acquired");
         Err(Error::from_failure(QuorumFailure {
@@ -429,6 +453,29 @@ impl Redlock {
         held.then_some((expiration, Some(token)))
     }
 
+    /// Asks every node to wake us on a release of `resources`; nodes that
+    /// cannot (or do not answer in time) are skipped: the retry timer stays.
+    async fn watch_releases(&self, resources: &[String], timeout: Duration) -> ReleaseWait {
+        let wait = ReleaseWait::new();
+        let waker = wait.waker();
+        let channels: Vec<String> = resources.iter().map(|r| release_channel(r)).collect();
+        let calls = self
+            .inner
+            .backends
+            .iter()
+            .map(|b| b.watch_releases(&channels, &waker));
+        let all = pin!(join_all(calls));
+        let timer = self.inner.runtime.sleep(timeout);
+        if let Either::Left((results, _)) = select(all, timer).await {
+            for (node, result) in results.into_iter().enumerate() {
+                if let Err(error) = result {
+                    tracing::debug!(node, %error, "node cannot wake waiters on release");
+                }
+            }
+        }
+        wait
+    }
+
     /// One acquire or extend round, with the validity check. Returns the
     /// attempt and, if it succeeded with validity left, the expiration.
     pub(crate) async fn quorum_round(
@@ -465,12 +512,15 @@ impl Redlock {
         settings: &Settings,
         nodes: Nodes<'_>,
     ) -> Attempt {
-        let request = Request::new(
-            resources,
-            value,
-            Duration::ZERO,
-            self.inner.scripts.release(),
-        );
+        // With wake-on-release the release also publishes, one channel per resource.
+        let (script, channels) = if settings.wake_on_release {
+            let channels: Vec<String> = resources.iter().map(|r| release_channel(r)).collect();
+            (self.inner.scripts.release_notify(), channels)
+        } else {
+            (self.inner.scripts.release(), Vec::new())
+        };
+        let request =
+            Request::new(resources, value, Duration::ZERO, script).with_extra_args(&channels);
         let started = self.inner.runtime.now();
         self.round(
             Operation::Release,

@@ -96,6 +96,20 @@ end
 return n
 "#;
 
+/// Release with wake-on-release: as [`RELEASE_LUA`], and for each key deleted
+/// publishes on its channel, given in `ARGV[2 + i]` (after the value and the
+/// unused TTL). Returns how many it deleted.
+pub const RELEASE_NOTIFY_LUA: &str = r#"local count = 0
+for i, key in ipairs(KEYS) do
+  if redis.call("GET", key) == ARGV[1] then
+    redis.call("DEL", key)
+    redis.call("PUBLISH", ARGV[2 + i], "released")
+    count = count + 1
+  end
+end
+return count
+"#;
+
 /// A Lua script and its SHA-1 (hex), computed once.
 #[derive(Clone)]
 pub struct Script {
@@ -179,6 +193,7 @@ pub struct Scripts {
     release: Script,
     acquire_fenced: Script,
     fence: Script,
+    release_notify: Script,
 }
 
 impl Default for Scripts {
@@ -189,6 +204,7 @@ impl Default for Scripts {
             release: Script::build(RELEASE_LUA.to_owned(), true),
             acquire_fenced: Script::build(ACQUIRE_FENCED_LUA.to_owned(), true),
             fence: Script::build(FENCE_LUA.to_owned(), true),
+            release_notify: Script::build(RELEASE_NOTIFY_LUA.to_owned(), true),
         }
     }
 }
@@ -228,6 +244,10 @@ impl Scripts {
     /// The fence write-back script (fencing tokens; not replaceable).
     pub fn fence(&self) -> &Script {
         &self.fence
+    }
+    /// The release script that also publishes (wake-on-release; not replaceable).
+    pub fn release_notify(&self) -> &Script {
+        &self.release_notify
     }
 }
 

@@ -74,6 +74,11 @@ pub struct Settings {
     /// resource, across all clients. Costs one more round trip per
     /// acquisition. Default false.
     pub fencing: bool,
+    /// Releases publish a message per resource, and an acquisition that finds
+    /// a resource held retries as soon as it is released instead of sleeping
+    /// out the whole retry delay (which stays as the fallback). Enable it on
+    /// every contender. See [`wake`](crate::wake). Default false.
+    pub wake_on_release: bool,
     /// How many attempts' statistics a [`Lock`](crate::Lock) or an error keeps
     /// (the most recent ones; the total is always counted). Default 32.
     pub attempt_history: usize,
@@ -91,6 +96,7 @@ impl Default for Settings {
             release_retry_count: 2,
             release_retry_delay: Duration::from_millis(20),
             fencing: false,
+            wake_on_release: false,
             attempt_history: 32,
         }
     }
