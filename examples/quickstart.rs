@@ -18,7 +18,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let backends = backends(&urls).await?;
     let redlock = Redlock::builder(backends).retry_count(3).build()?;
 
-    let lock = redlock.acquire(&["quickstart:invoice:42"], Duration::from_secs(10)).await?;
+    let lock = redlock
+        .acquire(&["quickstart:invoice:42"], Duration::from_secs(10))
+        .await?;
     println!(
         "acquired {:?} on {} of {} nodes after {} attempt(s); valid for {:?}",
         lock.resources(),
@@ -29,7 +31,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
 
     // Someone else tries: held, so they get a typed error after their retries.
-    match redlock.try_acquire(&["quickstart:invoice:42"], Duration::from_secs(10)).await {
+    match redlock
+        .try_acquire(&["quickstart:invoice:42"], Duration::from_secs(10))
+        .await
+    {
         Err(Error::Held(failure)) => println!("a second owner is refused: {failure}"),
         other => println!("unexpected: {other:?}"),
     }
@@ -38,15 +43,23 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("extended; valid for {:?}", lock.remaining_validity());
 
     let release = lock.release().await?;
-    println!("released on {} node(s); held until then: {}", release.released, release.was_held());
+    println!(
+        "released on {} node(s); held until then: {}",
+        release.released,
+        release.was_held()
+    );
     Ok(())
 }
 
-async fn backends(urls: &[String]) -> Result<Vec<Box<dyn LockBackend>>, Box<dyn std::error::Error>> {
+async fn backends(
+    urls: &[String],
+) -> Result<Vec<Box<dyn LockBackend>>, Box<dyn std::error::Error>> {
     if urls.is_empty() {
         println!("no Redis URLs given: using the embedded in-process backend (MemoryBackend x 3)");
         return Ok((0..3)
-            .map(|i| Box::new(MemoryBackend::new().named(format!("memory-{i}"))) as Box<dyn LockBackend>)
+            .map(|i| {
+                Box::new(MemoryBackend::new().named(format!("memory-{i}"))) as Box<dyn LockBackend>
+            })
             .collect());
     }
     connect(urls).await
