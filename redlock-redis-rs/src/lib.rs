@@ -1,1 +1,526 @@
-//! Placeholder; filled by its own issue.
+//! A [`LockBackend`] over the [`redis`] crate (redis-rs): one Redis node, or
+//! one Redis Cluster, as one voter of a [`Redlock`](redlock_core::Redlock).
+//!
+//! This crate is a thin adapter, with no locking logic of its own. The
+//! algorithm (quorum, drift, retries, extension) lives in `redlock-core`, and
+//! so do the Lua scripts. A [`RedisBackend`] runs the script it is handed by
+//! `EVALSHA <sha1> <numkeys> KEYS... value ttl_ms ARGS...`. `KEYS` holds the
+//! lock's resources, followed by any extra keys the request carries (the fence
+//! counters of a fenced acquire). `ARGS` holds any extra arguments (a fencing
+//! token). The SHA-1 is the one the core computed once per script. If the node
+//! answers `NOSCRIPT` (a fresh or restarted node, or one that ran `SCRIPT
+//! FLUSH`), the backend sends the same call once more by `EVAL <text>`, which
+//! also loads the script for the next time. The script's integer reply (or its
+//! `{applied, fence}` pair) becomes the node's [`Reply`]. A failure becomes a
+//! [`BackendError`] whose kind tells the algorithm whether a retry can help
+//! (see [`backend_error`]).
+//!
+//! # Quick start
+//!
+//! Redlock wants independent nodes, so make one backend per node:
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use redlock_core::Redlock;
+//! use redlock_redis_rs::RedisBackend;
+//! use std::time::Duration;
+//!
+//! let nodes = ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"];
+//! let backends = nodes
+//!     .iter()
+//!     .map(|url| RedisBackend::connect(*url))
+//!     .collect::<Result<Vec<_>, _>>()?; // only fails on a malformed URL
+//! let redlock = Redlock::new(backends)?;
+//!
+//! let lock = redlock.acquire(&["invoice:42"], Duration::from_secs(10)).await?;
+//! // ... work while lock.remaining_validity() lasts ...
+//! lock.release().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # Connections, and why a dead node must answer fast
+//!
+//! [`RedisBackend::connect`] is lazy. It parses the URL and returns at once,
+//! and the first call opens the connection. A node that is down when you build
+//! the [`Redlock`](redlock_core::Redlock) therefore fails its own votes
+//! instead of failing the start of your service. A majority of live nodes is
+//! enough to lock.
+//!
+//! The connection is a redis-rs [`ConnectionManager`]. It multiplexes
+//! concurrent calls over one socket, and after the connection breaks it
+//! reconnects in the background. Its defaults are made for a cache client: a
+//! dead node is retried with backoff for seconds before a call fails. A lock
+//! has the opposite need. The core gives every node call a per-node timeout
+//! (100 ms by default) and drops the call when that runs out, and a node that
+//! refuses connections should say so at once. So [`lock_config`] tunes the
+//! manager for locks:
+//!
+//! | setting | redis-rs default | here |
+//! |---|---|---|
+//! | connection timeout | 1 s | [`CONNECTION_TIMEOUT`] (200 ms) |
+//! | response timeout | 500 ms | [`RESPONSE_TIMEOUT`] (500 ms, a backstop behind the core's per-node timeout) |
+//! | reconnect retries within a call | 6, with exponential backoff | 0 (the core retries whole attempts) |
+//!
+//! A call that finds the node refusing connections tries once more. A node
+//! that was killed and has come back is then used by the very call that
+//! notices it, instead of one call later. A refused connection never carried
+//! the command, so sending it again cannot run a script twice.
+//!
+//! Dropping a call partway is safe. The multiplexed connection matches
+//! replies to requests in order, and it throws away the reply of a request
+//! whose caller has gone, so a timed-out call never shifts the replies of the
+//! next ones.
+//!
+//! To choose other values, or TLS, a password, a database or RESP3, use
+//! [`RedisBackend::connect_with_config`]. Or build any redis-rs async
+//! connection yourself and wrap it with [`RedisBackend::new`]: a
+//! `MultiplexedConnection`, a `ConnectionManager`, or a cluster connection.
+//!
+//! # Redis Cluster
+//!
+//! With the `cluster` feature, a whole Redis Cluster is one backend (one
+//! vote). Build it with [`RedisBackend::connect_cluster`], which returns a
+//! [`RedisClusterBackend`]. It is lazy as well, and uses the same short
+//! timeouts. redis-rs routes each script call by its first key. Every key of
+//! one lock must be in the same slot, so give multi-resource locks a common
+//! hash tag: `{order42}:invoice` and `{order42}:ledger`. Otherwise the node
+//! answers `CROSSSLOT`, which maps to
+//! [`ErrorKind::CrossSlot`]. That error is
+//! permanent, so the algorithm stops retrying at once.
+//!
+//! # Runtimes and features
+//!
+//! | feature | default | what it does |
+//! |---|---|---|
+//! | `tokio` | yes | redis-rs on tokio (`redis/tokio-comp`) |
+//! | `smol` | no | redis-rs on smol's async-io reactor (`redis/smol-comp`). That reactor runs under any executor, so async-std users enable this one too. |
+//! | `cluster` | yes | [`RedisClusterBackend`] (`redis/cluster-async`) |
+//! | `testkit` | no | [`RedisRsConnector`](crate::testkit::RedisRsConnector), which runs `redlock-testkit`'s conformance suite on this adapter |
+//!
+//! Enable at least one of `tokio` and `smol`. With only `tokio`, construct
+//! backends inside a tokio runtime, because redis-rs spawns its reconnect task
+//! there. If you don't, the constructors return an error instead of panicking.
+//! With both enabled, redis-rs uses tokio when a tokio runtime is current and
+//! smol otherwise (see `redis::aio::prefer_smol`). For a smol or async-std
+//! application, build with `default-features = false, features = ["smol",
+//! "cluster"]`.
+
+#![deny(missing_docs)]
+// The docs link items of optional features; a build without them keeps the text.
+#![cfg_attr(
+    not(all(feature = "cluster", feature = "testkit")),
+    allow(rustdoc::broken_intra_doc_links)
+)]
+#![forbid(unsafe_code)]
+
+#[cfg(not(any(feature = "tokio", feature = "smol")))]
+compile_error!(
+    "redlock-redis-rs needs a runtime for redis-rs: enable the `tokio` or the `smol` feature"
+);
+
+mod error;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+use std::borrow::Cow;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Value};
+use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, Reply, Request};
+
+pub use error::{backend_error, error_kind};
+/// The redis-rs crate this adapter is built on, re-exported so that you can
+/// name its types (`redis::aio::ConnectionManagerConfig`, `redis::Client`,
+/// ...) without a separate, possibly mismatched, dependency.
+pub use redis;
+
+/// How long [`lock_config`] lets one connection attempt take.
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// How long [`lock_config`] waits for one reply before failing the call. The
+/// core's per-node timeout (100 ms by default) usually drops the call first;
+/// this limit matters for callers that set a longer per-node timeout.
+pub const RESPONSE_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// A [`ConnectionManagerConfig`] tuned for locks: [`CONNECTION_TIMEOUT`],
+/// [`RESPONSE_TIMEOUT`], and no reconnect retries inside a call. The manager
+/// still reconnects in the background after a failure. Start from this value
+/// when you pass your own config to [`RedisBackend::connect_with_config`].
+pub fn lock_config() -> ConnectionManagerConfig {
+    ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(CONNECTION_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+        .set_number_of_retries(0)
+        .set_min_delay(Duration::from_millis(10))
+        .set_max_delay(Duration::from_millis(50))
+}
+
+/// One Redis node (or one Redis Cluster) as a Redlock voter, over any redis-rs
+/// async connection `C`.
+///
+/// Cloning is cheap: the clones share `C`, a handle to one multiplexed
+/// connection. See the [crate docs](crate) for how the connection is tuned.
+#[derive(Clone)]
+pub struct RedisBackend<C = ConnectionManager> {
+    conn: C,
+    name: Arc<str>,
+}
+
+/// A whole Redis Cluster as one Redlock voter. Build it with
+/// [`RedisBackend::connect_cluster`].
+#[cfg(feature = "cluster")]
+pub type RedisClusterBackend = RedisBackend<redis::cluster_async::ClusterConnection>;
+
+impl<C> RedisBackend<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    /// Wraps a connection you built and configured yourself. `name` is what
+    /// [`describe`](LockBackend::describe) answers, which shows up in
+    /// statistics, logs and the error hook. Give an address, and never a
+    /// password.
+    pub fn new(conn: C, name: impl Into<String>) -> Self {
+        RedisBackend {
+            conn,
+            name: Arc::from(name.into()),
+        }
+    }
+
+    /// The connection this backend sends its scripts on.
+    pub fn connection(&self) -> &C {
+        &self.conn
+    }
+
+    /// Gives the connection back.
+    pub fn into_connection(self) -> C {
+        self.conn
+    }
+
+    async fn run(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        let mut conn = self.conn.clone();
+        let value = match eval(&mut conn, request).await {
+            // The command never left: a connection manager that saw the node
+            // die has just started reconnecting, so one more try finds a node
+            // that came back.
+            Err(err) if err.is_connection_refusal() => eval(&mut conn, request).await,
+            other => other,
+        }
+        .map_err(backend_error)?;
+        parse_reply(value)
+    }
+}
+
+/// Runs the request's script by SHA-1, and by text if the node does not have it.
+async fn eval<C: ConnectionLike>(conn: &mut C, request: &Request<'_>) -> Result<Value, RedisError> {
+    let script = request.script();
+    match script_cmd("EVALSHA", script.sha1(), request)
+        .query_async(conn)
+        .await
+    {
+        Err(err) if error::is_noscript(&err) => {
+            script_cmd("EVAL", script.text(), request)
+                .query_async(conn)
+                .await
+        }
+        other => other,
+    }
+}
+
+/// `<verb> <body> <numkeys> KEYS... value ttl_ms ARGS...`, where `KEYS` are
+/// the resources and then any extra keys (fence counters), and `ARGS` any
+/// extra arguments (a fencing token).
+fn script_cmd(verb: &str, body: &str, request: &Request<'_>) -> redis::Cmd {
+    let mut cmd = redis::cmd(verb);
+    cmd.arg(body).arg(request.key_count());
+    for key in request.keys() {
+        cmd.arg(key);
+    }
+    cmd.arg(request.value()).arg(request.ttl_millis());
+    for arg in request.extra_args() {
+        cmd.arg(arg.as_str());
+    }
+    cmd
+}
+
+/// A script replies with the number of keys it applied to, or, for the fenced
+/// acquire, with `{applied, fence}`.
+fn parse_reply(value: Value) -> Result<Reply, BackendError> {
+    match value {
+        Value::Int(n) => Ok(Reply::from_script_integer(n)),
+        Value::Array(items) => match items.as_slice() {
+            [Value::Int(applied), Value::Int(fence)] => {
+                Ok(Reply::from_script_pair(*applied, *fence))
+            }
+            _ => Err(unexpected(&Value::Array(items))),
+        },
+        other => Err(unexpected(&other)),
+    }
+}
+
+fn unexpected(value: &Value) -> BackendError {
+    BackendError::new(
+        ErrorKind::Protocol,
+        format!(
+            "the script must reply with an integer (or two, for a fenced acquire), got {}",
+            short_debug(value)
+        ),
+    )
+}
+
+fn short_debug(value: &Value) -> String {
+    let mut text = format!("{value:?}");
+    if let Some((cut, _)) = text.char_indices().nth(80) {
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
+impl RedisBackend<ConnectionManager> {
+    /// A backend for the standalone node at `url`
+    /// (`redis://[[user]:password@]host:port[/db]`, `rediss://` with a TLS
+    /// feature of redis, `redis+unix:///path`), with [`lock_config`].
+    ///
+    /// Lazy: no connection is opened here, so this succeeds while the node is
+    /// down. It fails only on a malformed URL or, in a tokio-only build,
+    /// outside a tokio runtime.
+    pub fn connect<T: IntoConnectionInfo>(url: T) -> Result<Self, BackendError> {
+        Self::connect_with_config(url, lock_config())
+    }
+
+    /// [`connect`](Self::connect) with your own [`ConnectionManagerConfig`].
+    /// Start from [`lock_config`] and keep the connection timeout and the
+    /// retries small, so a dead node answers well within the per-node timeout.
+    pub fn connect_with_config<T: IntoConnectionInfo>(
+        url: T,
+        config: ConnectionManagerConfig,
+    ) -> Result<Self, BackendError> {
+        let info = url.into_connection_info().map_err(backend_error)?;
+        let name = describe_info(&info);
+        check_runtime()?;
+        let client = redis::Client::open(info).map_err(backend_error)?;
+        let conn =
+            ConnectionManager::new_lazy_with_config(client, config).map_err(backend_error)?;
+        Ok(RedisBackend::new(conn, name))
+    }
+}
+
+#[cfg(feature = "cluster")]
+impl RedisBackend<redis::cluster_async::ClusterConnection> {
+    /// A backend for the Redis Cluster reachable through the seed nodes
+    /// `urls` (every URL must carry the same credentials). Lazy, like
+    /// [`connect`](RedisBackend::connect). It uses [`CONNECTION_TIMEOUT`] and
+    /// [`RESPONSE_TIMEOUT`], and a few short retries for redirections while
+    /// the cluster reshards. For other settings, build a
+    /// `redis::cluster_async::ClusterConnection` yourself and wrap it with
+    /// [`RedisBackend::new`].
+    pub fn connect_cluster<I>(urls: I) -> Result<Self, BackendError>
+    where
+        I: IntoIterator,
+        I::Item: IntoConnectionInfo,
+    {
+        let infos = urls
+            .into_iter()
+            .map(IntoConnectionInfo::into_connection_info)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(backend_error)?;
+        let name = format!(
+            "redis-cluster[{}]",
+            infos
+                .iter()
+                .map(describe_info)
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        check_runtime()?;
+        let client = redis::cluster::ClusterClient::builder(infos)
+            .connection_timeout(CONNECTION_TIMEOUT)
+            .response_timeout(RESPONSE_TIMEOUT)
+            .retries(3)
+            .min_retry_wait(5)
+            .max_retry_wait(50)
+            .retry_wait_formula(5, 2)
+            .build()
+            .map_err(backend_error)?;
+        // The config passed here overrides the builder's timeouts, so repeat them.
+        let config = redis::cluster::ClusterConfig::new()
+            .set_connection_timeout(CONNECTION_TIMEOUT)
+            .set_response_timeout(RESPONSE_TIMEOUT);
+        let conn = client.get_pending_async_connection_with_config(config);
+        Ok(RedisBackend::new(conn, name))
+    }
+}
+
+/// A password-free name for a node: scheme, address and database.
+fn describe_info(info: &ConnectionInfo) -> String {
+    let addr = info.addr();
+    let scheme = match addr {
+        ConnectionAddr::TcpTls { .. } => "rediss",
+        ConnectionAddr::Unix(_) => "redis+unix",
+        _ => "redis",
+    };
+    let mut name = format!("{scheme}://{addr}");
+    let db = info.redis_settings().db();
+    if db != 0 {
+        name.push_str(&format!("/{db}"));
+    }
+    name
+}
+
+/// redis-rs spawns a task when a connection manager or a cluster connection is
+/// built. In a tokio-only build that needs a current tokio runtime, and
+/// without one tokio would panic.
+fn check_runtime() -> Result<(), BackendError> {
+    #[cfg(all(feature = "tokio", not(feature = "smol")))]
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(BackendError::new(
+            ErrorKind::Other,
+            "build redis-rs backends inside a tokio runtime (or enable the `smol` feature of \
+             redlock-redis-rs): redis-rs spawns its reconnect task on the current runtime",
+        ));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl<C> LockBackend for RedisBackend<C>
+where
+    C: ConnectionLike + Clone + Send + Sync + 'static,
+{
+    async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.run(request).await
+    }
+
+    async fn extend(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.run(request).await
+    }
+
+    async fn release(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.run(request).await
+    }
+
+    async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.run(request).await
+    }
+
+    fn describe(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.name)
+    }
+}
+
+impl<C> fmt::Debug for RedisBackend<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisBackend")
+            .field("node", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_never_carry_passwords() {
+        let info = "redis://:hunter2@127.0.0.1:7001/3"
+            .into_connection_info()
+            .expect("valid url");
+        let name = describe_info(&info);
+        assert_eq!(name, "redis://127.0.0.1:7001/3");
+        let info = "redis://alice:hunter2@localhost:6379"
+            .into_connection_info()
+            .expect("valid url");
+        assert_eq!(describe_info(&info), "redis://localhost:6379");
+    }
+
+    #[test]
+    fn script_call_layout() {
+        let resources = vec!["a".to_owned(), "{t}b".to_owned()];
+        let script = redlock_core::Script::new("return 1");
+        let request = Request::new(&resources, "v", Duration::from_millis(1500), &script);
+        let cmd = script_cmd("EVALSHA", script.sha1(), &request);
+        let args: Vec<Vec<u8>> = cmd
+            .args_iter()
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => bytes.to_vec(),
+                _ => Vec::new(),
+            })
+            .collect();
+        let expected: Vec<&[u8]> = vec![
+            b"EVALSHA",
+            script.sha1().as_bytes(),
+            b"2",
+            b"a",
+            b"{t}b",
+            b"v",
+            b"1500",
+        ];
+        assert_eq!(args, expected);
+    }
+
+    #[test]
+    fn extra_keys_and_args_follow() {
+        let resources = vec!["r".to_owned()];
+        let fences = vec!["redlock:fence:{r}".to_owned()];
+        let token = vec!["42".to_owned()];
+        let script = redlock_core::Script::new("return 1");
+        let request = Request::new(&resources, "v", Duration::from_millis(7), &script)
+            .with_extra_keys(&fences)
+            .with_extra_args(&token);
+        let cmd = script_cmd("EVAL", script.text(), &request);
+        let args: Vec<String> = cmd
+            .args_iter()
+            .map(|arg| match arg {
+                redis::Arg::Simple(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+                _ => String::new(),
+            })
+            .collect();
+        assert_eq!(
+            args,
+            [
+                "EVAL",
+                "return 1",
+                "2",
+                "r",
+                "redlock:fence:{r}",
+                "v",
+                "7",
+                "42"
+            ]
+        );
+    }
+
+    #[test]
+    fn replies() {
+        assert_eq!(parse_reply(Value::Int(3)).ok(), Some(Reply::applied(3)));
+        assert_eq!(
+            parse_reply(Value::Array(vec![Value::Int(2), Value::Int(9)])).ok(),
+            Some(Reply::applied(2).with_fence(9))
+        );
+        for bad in [
+            Value::Nil,
+            Value::Okay,
+            Value::BulkString(b"1".to_vec()),
+            Value::Array(vec![Value::Int(1)]),
+            Value::Array(vec![Value::Int(1), Value::Nil]),
+        ] {
+            let err = parse_reply(bad).expect_err("not an integer reply");
+            assert_eq!(err.kind(), ErrorKind::Protocol);
+        }
+    }
+
+    #[test]
+    fn malformed_url_is_an_error_not_a_panic() {
+        let err = RedisBackend::connect("nonsense://").expect_err("must fail");
+        assert_eq!(err.kind(), ErrorKind::Other);
+    }
+
+    #[test]
+    fn long_replies_are_cut_in_messages() {
+        let text = short_debug(&Value::BulkString(vec![b'x'; 1000]));
+        assert!(text.len() < 100, "{text}");
+    }
+}

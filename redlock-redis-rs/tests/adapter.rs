@@ -1,0 +1,475 @@
+//! The adapter's own behaviour against a real `redis-server`: EVALSHA with the
+//! NOSCRIPT fallback, custom scripts, reply and error mapping, laziness, fast
+//! failure of a dead node, reconnection after a restart, calls dropped in
+//! flight, and the same under smol. The algorithm's behaviour is covered by the
+//! conformance suite (tests/conformance*.rs).
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use redis::aio::ConnectionManager;
+use redlock_core::{ErrorKind, LockBackend, Redlock, Reply, Request, Script, Scripts};
+use redlock_redis_rs::{redis, RedisBackend};
+
+/// A redis-server this test owns, on a free loopback port, killed on drop.
+struct Server {
+    child: Option<Child>,
+    port: u16,
+    extra: Vec<String>,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let port = free_port();
+        let mut server = Server {
+            child: None,
+            port,
+            extra: extra.iter().map(|s| s.to_string()).collect(),
+        };
+        server.spawn();
+        server
+    }
+
+    /// A port with nothing listening on it.
+    fn nothing_at() -> u16 {
+        free_port()
+    }
+
+    fn spawn(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .args(["--enable-debug-command", "yes"])
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        panic!("redis-server on {} did not start", self.port);
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        self.spawn();
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// A plain synchronous connection for assertions.
+    fn cli(&self) -> redis::Connection {
+        let url = match self.extra.iter().position(|a| a == "--requirepass") {
+            Some(i) => format!("redis://:{}@127.0.0.1:{}", self.extra[i + 1], self.port),
+            None => self.url(),
+        };
+        redis::Client::open(url)
+            .and_then(|c| c.get_connection())
+            .expect("connect")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+fn keys(names: &[&str]) -> Vec<String> {
+    names.iter().map(|s| s.to_string()).collect()
+}
+
+fn get(con: &mut redis::Connection, key: &str) -> Option<String> {
+    redis::cmd("GET").arg(key).query(con).expect("GET")
+}
+
+fn pttl(con: &mut redis::Connection, key: &str) -> i64 {
+    redis::cmd("PTTL").arg(key).query(con).expect("PTTL")
+}
+
+fn calls(con: &mut redis::Connection, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query(con)
+        .expect("INFO");
+    info.lines()
+        .find_map(|line| line.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn scripts_round_trip(backend: &RedisBackend<ConnectionManager>, server: &Server) {
+    let scripts = Scripts::default();
+    let res = keys(&["{t}a", "{t}b"]);
+    let mut cli = server.cli();
+
+    let req = Request::new(&res, "v1", Duration::from_secs(10), scripts.acquire());
+    assert_eq!(
+        backend.acquire(&req).await.expect("acquire"),
+        Reply::applied(2)
+    );
+    assert_eq!(get(&mut cli, "{t}a").as_deref(), Some("v1"));
+    assert!((9_000..=10_000).contains(&pttl(&mut cli, "{t}b")));
+
+    // Someone else cannot take it.
+    let other = Request::new(&res, "v2", Duration::from_secs(10), scripts.acquire());
+    assert_eq!(
+        backend.acquire(&other).await.expect("acquire"),
+        Reply::applied(0)
+    );
+
+    let longer = Request::new(&res, "v1", Duration::from_secs(30), scripts.extend());
+    assert_eq!(
+        backend.extend(&longer).await.expect("extend"),
+        Reply::applied(2)
+    );
+    assert!(pttl(&mut cli, "{t}a") > 20_000);
+
+    let release = Request::new(&res, "v1", Duration::from_secs(30), scripts.release());
+    assert_eq!(
+        backend.release(&release).await.expect("release"),
+        Reply::applied(2)
+    );
+    assert_eq!(get(&mut cli, "{t}a"), None);
+}
+
+#[test]
+fn acquire_extend_release_and_noscript_fallback() {
+    let server = Server::start(&[]);
+    rt().block_on(async {
+        let backend = RedisBackend::connect(server.url()).expect("connect");
+        assert_eq!(backend.describe(), server.url());
+
+        // A fresh node has no scripts: the first call of each falls back to EVAL.
+        scripts_round_trip(&backend, &server).await;
+        let mut cli = server.cli();
+        assert_eq!(calls(&mut cli, "eval"), 3);
+
+        // Now they are cached: EVALSHA only.
+        scripts_round_trip(&backend, &server).await;
+        assert_eq!(calls(&mut cli, "eval"), 3);
+        assert!(calls(&mut cli, "evalsha") >= 6);
+
+        // SCRIPT FLUSH (or a restart) drops them: the fallback again.
+        let _: () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query(&mut cli)
+            .expect("flush");
+        scripts_round_trip(&backend, &server).await;
+        assert_eq!(calls(&mut cli, "eval"), 6);
+    });
+}
+
+#[test]
+fn custom_scripts_are_run_and_replies_checked() {
+    let server = Server::start(&[]);
+    rt().block_on(async {
+        let backend = RedisBackend::connect(server.url()).expect("connect");
+        let res = keys(&["k"]);
+        let run = |text: &'static str| {
+            let backend = backend.clone();
+            let res = res.clone();
+            async move {
+                let script = Script::new(text);
+                let req = Request::new(&res, "v", Duration::from_millis(100), &script);
+                backend.acquire(&req).await
+            }
+        };
+        // The custom text runs, with KEYS and ARGV as documented.
+        let echo = run("return #KEYS * 1000 + tonumber(ARGV[2])").await;
+        assert_eq!(echo.expect("custom script"), Reply::applied(1100));
+        let negative = run("return -5").await;
+        assert_eq!(negative.expect("custom script"), Reply::applied(0));
+
+        let err = run("return 'not a number'")
+            .await
+            .expect_err("string reply");
+        assert_eq!(err.kind(), ErrorKind::Protocol, "{err}");
+        let err = run("return nosuchglobal").await.expect_err("lua error");
+        assert_eq!(err.kind(), ErrorKind::Script, "{err}");
+        assert!(std::error::Error::source(&err).is_some());
+        let err = run("return (").await.expect_err("does not compile");
+        assert_eq!(err.kind(), ErrorKind::Script, "{err}");
+
+        // WRONGTYPE from inside the built-in acquire script.
+        let mut cli = server.cli();
+        let _: () = redis::cmd("LPUSH")
+            .arg("k")
+            .arg("x")
+            .query(&mut cli)
+            .expect("lpush");
+        let scripts = Scripts::default();
+        let req = Request::new(&res, "v", Duration::from_secs(1), scripts.acquire());
+        let err = backend.acquire(&req).await.expect_err("wrongtype");
+        assert_eq!(err.kind(), ErrorKind::Script, "{err}");
+    });
+}
+
+#[test]
+fn a_dead_node_builds_and_then_fails_fast() {
+    let port = Server::nothing_at();
+    rt().block_on(async {
+        let url = format!("redis://127.0.0.1:{port}");
+        let backend = RedisBackend::connect(url.as_str()).expect("lazy: no connection yet");
+        let scripts = Scripts::default();
+        let res = keys(&["k"]);
+        let req = Request::new(&res, "v", Duration::from_secs(1), scripts.acquire());
+        for _ in 0..3 {
+            let started = Instant::now();
+            let err = backend.acquire(&req).await.expect_err("nothing listens");
+            assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
+            assert!(
+                started.elapsed() < Duration::from_millis(50),
+                "a refused connection must answer at once, took {:?}",
+                started.elapsed()
+            );
+        }
+    });
+}
+
+#[test]
+fn a_killed_node_that_comes_back_is_used_again() {
+    let mut server = Server::start(&[]);
+    let rt = rt();
+    let backend = rt.block_on(async { RedisBackend::connect(server.url()).expect("connect") });
+    let scripts = Scripts::default();
+    let res = keys(&["k"]);
+    let req = Request::new(&res, "v", Duration::from_secs(10), scripts.acquire());
+    rt.block_on(async {
+        assert_eq!(backend.acquire(&req).await.expect("up"), Reply::applied(1));
+    });
+    server.kill();
+    rt.block_on(async {
+        for _ in 0..3 {
+            let started = Instant::now();
+            let err = backend.acquire(&req).await.expect_err("down");
+            assert!(
+                matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout),
+                "{err}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_millis(300),
+                "{:?}",
+                started.elapsed()
+            );
+        }
+    });
+    server.restart();
+    rt.block_on(async {
+        // The very first call after the restart succeeds (the restarted node
+        // lost its keys and its scripts: NOSCRIPT, then EVAL).
+        assert_eq!(
+            backend.acquire(&req).await.expect("back"),
+            Reply::applied(1)
+        );
+    });
+}
+
+#[test]
+fn calls_dropped_in_flight_do_not_shift_replies() {
+    let server = Server::start(&[]);
+    rt().block_on(async {
+        let backend = RedisBackend::connect(server.url()).expect("connect");
+        let scripts = Scripts::default();
+        let one = keys(&["x"]);
+        let two = keys(&["{y}1", "{y}2"]);
+        let three = keys(&["{z}1", "{z}2", "{z}3"]);
+        // Warm up (loads the scripts).
+        let r = Request::new(&one, "w", Duration::from_secs(10), scripts.acquire());
+        backend.acquire(&r).await.expect("warm");
+        let r = Request::new(&one, "w", Duration::from_secs(10), scripts.release());
+        backend.release(&r).await.expect("warm");
+
+        // Block the server, and give up on calls while it sleeps.
+        let url = server.url();
+        let sleeper = std::thread::spawn(move || {
+            let mut con = redis::Client::open(url)
+                .and_then(|c| c.get_connection())
+                .expect("connect");
+            let _: () = redis::cmd("DEBUG")
+                .arg("SLEEP")
+                .arg("0.3")
+                .query(&mut con)
+                .expect("debug sleep");
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        for res in [&one, &two, &three] {
+            let r = Request::new(res, "dropped", Duration::from_secs(10), scripts.acquire());
+            let outcome =
+                tokio::time::timeout(Duration::from_millis(20), backend.acquire(&r)).await;
+            assert!(outcome.is_err(), "the server is asleep");
+        }
+        sleeper.join().expect("sleeper");
+
+        // The abandoned calls ran on the server (they took the keys) and
+        // their replies were discarded; every later reply is its own.
+        for (res, n) in [(&three, 3), (&two, 2), (&one, 1)] {
+            let r = Request::new(res, "dropped", Duration::from_secs(10), scripts.release());
+            assert_eq!(
+                backend.release(&r).await.expect("release"),
+                Reply::applied(n)
+            );
+            let r = Request::new(res, "mine", Duration::from_secs(10), scripts.acquire());
+            assert_eq!(
+                backend.acquire(&r).await.expect("acquire"),
+                Reply::applied(n)
+            );
+        }
+    });
+}
+
+#[test]
+fn auth_errors_and_password_free_names() {
+    let server = Server::start(&["--requirepass", "s3cret"]);
+    rt().block_on(async {
+        let scripts = Scripts::default();
+        let res = keys(&["k"]);
+        let req = Request::new(&res, "v", Duration::from_secs(1), scripts.acquire());
+
+        let anonymous = RedisBackend::connect(server.url()).expect("connect");
+        let err = anonymous.acquire(&req).await.expect_err("no password");
+        assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+
+        let wrong = format!("redis://:nope@127.0.0.1:{}", server.port);
+        let err = RedisBackend::connect(wrong)
+            .expect("connect")
+            .acquire(&req)
+            .await
+            .expect_err("wrong password");
+        assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+
+        let right = format!("redis://:s3cret@127.0.0.1:{}", server.port);
+        let backend = RedisBackend::connect(right).expect("connect");
+        assert_eq!(
+            backend.acquire(&req).await.expect("auth"),
+            Reply::applied(1)
+        );
+        assert!(!backend.describe().contains("s3cret"));
+        assert!(!format!("{backend:?}").contains("s3cret"));
+    });
+}
+
+#[test]
+fn a_redlock_over_three_nodes_with_one_down_under_tokio() {
+    let servers = [Server::start(&[]), Server::start(&[])];
+    let dead = Server::nothing_at();
+    rt().block_on(async {
+        let mut backends: Vec<_> = servers
+            .iter()
+            .map(|s| RedisBackend::connect(s.url()).expect("connect"))
+            .collect();
+        backends.push(RedisBackend::connect(format!("redis://127.0.0.1:{dead}")).expect("lazy"));
+        let redlock = Redlock::builder(backends)
+            .retry_count(0)
+            .build()
+            .expect("build");
+        let lock = redlock
+            .acquire(&["job"], Duration::from_secs(5))
+            .await
+            .expect("2 of 3");
+        let lock = lock.extend(Duration::from_secs(5)).await.expect("extend");
+        lock.release().await.expect("release");
+    });
+}
+
+/// The same, with no tokio runtime anywhere: redis-rs runs on smol's reactor
+/// and the core on its runtime-neutral timer.
+#[cfg(feature = "smol")]
+#[test]
+fn a_redlock_over_three_nodes_with_one_down_under_smol() {
+    let servers = [Server::start(&[]), Server::start(&[])];
+    let dead = Server::nothing_at();
+    smol::block_on(async {
+        let mut backends: Vec<_> = servers
+            .iter()
+            .map(|s| RedisBackend::connect(s.url()).expect("connect"))
+            .collect();
+        backends.push(RedisBackend::connect(format!("redis://127.0.0.1:{dead}")).expect("lazy"));
+        let redlock = Redlock::builder(backends)
+            .retry_count(0)
+            .build()
+            .expect("build");
+        let lock = redlock
+            .acquire(&["job"], Duration::from_secs(5))
+            .await
+            .expect("2 of 3");
+        let other = redlock.acquire(&["job"], Duration::from_secs(5)).await;
+        assert!(other.is_err());
+        lock.release().await.expect("release");
+    });
+}
+
+/// Also under a plain `futures` executor, which has no reactor of its own.
+#[cfg(feature = "smol")]
+#[test]
+fn works_under_futures_executor() {
+    let server = Server::start(&[]);
+    futures::executor::block_on(async {
+        let backend = RedisBackend::connect(server.url()).expect("connect");
+        scripts_round_trip(&backend, &server).await;
+    });
+}
+
+#[test]
+fn fencing_tokens_rise_across_owners() {
+    let servers = [Server::start(&[]), Server::start(&[]), Server::start(&[])];
+    rt().block_on(async {
+        let backends: Vec<_> = servers
+            .iter()
+            .map(|s| RedisBackend::connect(s.url()).expect("connect"))
+            .collect();
+        let redlock = Redlock::builder(backends)
+            .retry_count(0)
+            .fencing(true)
+            .build()
+            .expect("build");
+        let mut last = 0;
+        for _ in 0..3 {
+            let lock = redlock
+                .acquire(&["{acct}1", "{acct}2"], Duration::from_secs(5))
+                .await
+                .expect("acquire");
+            let token = lock.fencing_token().expect("a fenced lock has a token");
+            assert!(token > last, "{token} after {last}");
+            last = token;
+            lock.release().await.expect("release");
+        }
+        let mut cli = servers[0].cli();
+        assert_eq!(
+            get(&mut cli, "{acct}1:redlock:fence").as_deref(),
+            Some(last.to_string().as_str())
+        );
+    });
+}
