@@ -1,1 +1,323 @@
-//! Placeholder; filled by its own issue.
+//! Redlock over the [`fred`] Redis client: one [`FredBackend`] per independent
+//! Redis node (or per Redis Cluster), handed to
+//! [`Redlock`](redlock_core::Redlock). fred runs on tokio only, so this backend
+//! does too.
+//!
+//! ```no_run
+//! use redlock_core::{Redlock, TokioRuntime};
+//! use redlock_fred::FredBackend;
+//! use std::time::Duration;
+//!
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! // One backend per node. Construction never fails because a node is down:
+//! // that node's calls fail (and count as votes against) until it is back.
+//! let nodes = vec![
+//!     FredBackend::connect("redis://127.0.0.1:7001").await?,
+//!     FredBackend::connect("redis://:secret@127.0.0.1:7002").await?,
+//!     FredBackend::connect("redis://127.0.0.1:7003/2").await?,
+//! ];
+//! let redlock = Redlock::builder(nodes).runtime(TokioRuntime).build()?;
+//!
+//! let lock = redlock.acquire(&["invoice:42"], Duration::from_secs(10)).await?;
+//! // ... work while lock.remaining_validity() is comfortable ...
+//! lock.release().await?;
+//! # Ok(()) }
+//! ```
+//!
+//! # What a call does
+//!
+//! Each operation runs the core's script ([`Request::script`]) with
+//! `EVALSHA <sha1> <n> KEYS... <value> <ttl ms>`, the SHA-1 coming precomputed
+//! with the script (nothing is hashed per call). A node that answers `NOSCRIPT`
+//! (restarted, `SCRIPT FLUSH`ed, or new) gets the same call once more as `EVAL`
+//! with the script's text, which also caches it for the next `EVALSHA`. The
+//! script's integer reply is the number of keys applied; any other reply is an
+//! [`ErrorKind::Protocol`] error.
+//!
+//! # How it behaves when a node misbehaves
+//!
+//! The clients this crate builds ([`FredBackend::connect`],
+//! [`FredBackend::connect_cluster`], [`FredBackend::from_config`]) are set up
+//! for a lock, where a quick "no" from one node is worth more than a late "yes":
+//!
+//! | situation | what the caller sees |
+//! |---|---|
+//! | node down at construction | construction succeeds; calls fail at once with [`ErrorKind::Connection`] |
+//! | node killed, later back | calls fail at once while it is away; fred reconnects within about half a second of its return |
+//! | node paused or unreachable mid-call | the call fails with [`ErrorKind::Timeout`] after the command timeout (1 s by default, see [`FredBackend::with_command_timeout`]); a connection silent for 2 s is dropped and rebuilt |
+//! | wrong password | calls fail with [`ErrorKind::Auth`], which the core does not retry |
+//!
+//! The core also bounds every call by its own per-node timeout and drops the
+//! call's future when it expires. That is safe here: the command stays with
+//! fred's router, its reply is read and discarded, and the connection keeps
+//! working. (Like any client, a command already written cannot be recalled, so
+//! a late acquire may still land; the core's release after a failed attempt is
+//! queued behind it on the same connection.)
+//!
+//! # Errors
+//!
+//! fred reports most server errors as `ErrorKind::Unknown` with the Redis error
+//! code at the start of the details, so the code decides first ([`map_error`]):
+//!
+//! | fred error | core kind |
+//! |---|---|
+//! | `IO`, `Canceled`, `Routing`, not connected | [`ErrorKind::Connection`] (the last connection error, e.g. a refused password, decides the kind when there is one) |
+//! | `Timeout` | [`ErrorKind::Timeout`] |
+//! | `CROSSSLOT`, and fred's client-side "keys on different cluster nodes" | [`ErrorKind::CrossSlot`], with a hint about hash tags |
+//! | `NOAUTH`, `WRONGPASS`, `NOPERM`, `Auth` | [`ErrorKind::Auth`] |
+//! | `WRONGTYPE`, `ERR` naming the script (Lua errors) | [`ErrorKind::Script`] |
+//! | `BUSY`, `LOADING`, `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`, `READONLY`, `OOM`, `MISCONF`, `NOREPLICAS`, `Backpressure` | [`ErrorKind::Busy`] |
+//! | `Protocol`, `Parse`, a non-integer script reply | [`ErrorKind::Protocol`] |
+//! | anything else | [`ErrorKind::Other`] |
+//!
+//! The fred error is kept as the [source](std::error::Error::source).
+//!
+//! # Redis Cluster
+//!
+//! [`FredBackend::connect_cluster`] makes one backend for a whole cluster: fred
+//! routes each script by its keys' hash slot and follows `MOVED`/`ASK`. All keys
+//! of one lock must be in one slot: use a hash tag (`{order42}:invoice`,
+//! `{order42}:ledger`), or the call fails with [`ErrorKind::CrossSlot`].
+//!
+//! # Bring your own client
+//!
+//! [`FredBackend::new`] wraps a client you built and connected yourself (a
+//! [`Client`](fred::clients::Client), a [`Pool`](fred::clients::Pool), ...).
+//! Per-call options (timeout, fail fast) still apply; the connection settings
+//! above are yours to choose. Consider a reconnect policy and
+//! `Config::fail_fast = false`, so a node that is down at start-up is retried.
+
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod connect;
+mod errors;
+mod health;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use fred::clients::{Client, WithOptions};
+use fred::error::{Error as FredError, ErrorKind as FredErrorKind};
+use fred::interfaces::ClientLike;
+use fred::types::config::Options;
+use fred::types::{ClusterHash, ConnectHandle, CustomCommand, Value};
+use fred::util::redis_keyslot;
+use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, Reply, Request};
+
+use crate::health::Health;
+
+pub use connect::{
+    DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECTION_TIMEOUT, DEFAULT_MAX_RECONNECT_DELAY,
+    DEFAULT_UNRESPONSIVE_TIMEOUT,
+};
+pub use errors::{classify, map_error};
+/// The fred crate this backend is built on, for building your own client.
+pub use fred;
+
+/// A [`LockBackend`] over a fred client: one Redis node, or one Redis Cluster.
+///
+/// `C` is any fred client that can run scripts: [`Client`] (the default, what
+/// the `connect*` constructors build) or [`Pool`](fred::clients::Pool).
+pub struct FredBackend<C: ClientLike = Client> {
+    /// The client with this backend's per-call options applied.
+    client: WithOptions<C>,
+    name: String,
+    /// The connection as fred's events describe it (clients built here only).
+    health: Option<Health>,
+    /// Whether `health` may fail calls fast: only for a standalone node, where
+    /// one connection is the whole client.
+    fail_fast_on_events: bool,
+    /// The connection task of a client this backend built; stopped on drop.
+    task: Option<ConnectHandle>,
+}
+
+impl<C: ClientLike> FredBackend<C> {
+    /// Wraps a client you built. Connect it yourself (`client.init().await`, or
+    /// `client.connect()` with a reconnect policy); while it is not connected,
+    /// calls fail at once with [`ErrorKind::Connection`]. `name` is what
+    /// [`describe`](LockBackend::describe) reports in statistics and logs; keep
+    /// passwords out of it.
+    pub fn new(client: C, name: impl Into<String>) -> Self {
+        FredBackend {
+            client: client.with_options(&call_options(&client, DEFAULT_COMMAND_TIMEOUT)),
+            name: name.into(),
+            health: None,
+            fail_fast_on_events: false,
+            task: None,
+        }
+    }
+
+    /// Sets the timeout of each command (default [`DEFAULT_COMMAND_TIMEOUT`]).
+    ///
+    /// The core already bounds every call by its per-node timeout, so this is a
+    /// backstop for calls that outlive it and for direct use of the backend;
+    /// keep it at least as long as the core's `node_timeout`.
+    pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
+        let client: &C = &self.client;
+        self.client = client.with_options(&call_options(client, timeout));
+        self
+    }
+
+    /// The underlying fred client, e.g. to run other commands on the node.
+    pub fn client(&self) -> &C {
+        &self.client
+    }
+
+    async fn run(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        if let Some(health) = self
+            .health
+            .as_ref()
+            .filter(|h| self.fail_fast_on_events && h.is_down())
+        {
+            return Err(self.not_connected(health.last_error(), None));
+        }
+        let script = request.script();
+        // Route by the first key's slot, as fred's own `evalsha` does.
+        let hash = request.keys().next().map_or(ClusterHash::Random, |key| {
+            ClusterHash::Custom(redis_keyslot(key.as_bytes()))
+        });
+        let ttl = i64::try_from(request.ttl_millis()).unwrap_or(i64::MAX);
+        let args = |head: &str| {
+            let mut args = Vec::with_capacity(4 + request.key_count() + request.extra_args().len());
+            args.push(Value::from(head));
+            args.push(Value::from(
+                i64::try_from(request.key_count()).unwrap_or(i64::MAX),
+            ));
+            args.extend(request.keys().map(Value::from));
+            args.push(Value::from(request.value()));
+            args.push(Value::Integer(ttl));
+            args.extend(request.extra_args().iter().map(Value::from));
+            args
+        };
+        let command = |name: &'static str| CustomCommand::new_static(name, hash.clone(), false);
+
+        let mut result = self
+            .client
+            .custom::<Value, Value>(command("EVALSHA"), args(script.sha1()))
+            .await;
+        if matches!(&result, Err(error) if errors::is_noscript(error)) {
+            result = self
+                .client
+                .custom(command("EVAL"), args(script.text()))
+                .await;
+        }
+        match result {
+            Ok(value) => self.reply(value),
+            Err(error) => Err(self.explain(error)),
+        }
+    }
+
+    /// A script's reply: an integer, or `{applied, fence}` (the fenced acquire).
+    fn reply(&self, value: Value) -> Result<Reply, BackendError> {
+        match value {
+            Value::Integer(n) => return Ok(Reply::from_script_integer(n)),
+            Value::Array(ref pair) => {
+                if let [Value::Integer(applied), Value::Integer(fence)] = pair.as_slice() {
+                    return Ok(Reply::from_script_pair(*applied, *fence));
+                }
+            }
+            _ => {}
+        }
+        Err(BackendError::new(
+            ErrorKind::Protocol,
+            format!(
+                "{}: the script replied {value:?} where an integer was expected",
+                self.name
+            ),
+        ))
+    }
+
+    /// Maps a fred error; a call refused because the client is not connected
+    /// is explained by the last connection error fred reported.
+    fn explain(&self, error: FredError) -> BackendError {
+        let not_connected = *error.kind() == FredErrorKind::Canceled
+            || (*error.kind() == FredErrorKind::Cluster
+                && error.details().contains("Missing server"));
+        if !not_connected {
+            return map_error(error);
+        }
+        let last = self.health.as_ref().and_then(Health::last_error);
+        self.not_connected(last, Some(error))
+    }
+
+    /// The client is not connected: say why, with the last connection error
+    /// fred reported when there is one (a wrong password is `Auth`).
+    fn not_connected(&self, last: Option<FredError>, error: Option<FredError>) -> BackendError {
+        match last.or(error) {
+            Some(cause) => {
+                let kind = match classify(&cause) {
+                    kind @ (ErrorKind::Auth | ErrorKind::Busy) => kind,
+                    _ => ErrorKind::Connection,
+                };
+                BackendError::with_source(
+                    kind,
+                    format!("{} is not connected: {cause}", self.name),
+                    cause,
+                )
+            }
+            None => BackendError::new(
+                ErrorKind::Connection,
+                format!("{} is not connected", self.name),
+            ),
+        }
+    }
+}
+
+/// The options every call carries: a timeout, and fail fast so a call on a
+/// disconnected client errors at once instead of waiting for a reconnection.
+///
+/// On a standalone node a call is also written once only: a command fred
+/// could not route (the connection just died) would otherwise wait in its
+/// retry buffer until the node is back, and be replayed then. A cluster client
+/// keeps fred's attempts, which it spends following `MOVED`/`ASK`.
+fn call_options<C: ClientLike>(client: &C, timeout: Duration) -> Options {
+    Options {
+        timeout: Some(timeout),
+        fail_fast: true,
+        max_attempts: (!client.is_clustered()).then_some(1),
+        ..Options::default()
+    }
+}
+
+impl<C: ClientLike> Drop for FredBackend<C> {
+    fn drop(&mut self) {
+        // A client built by this crate reconnects forever; stop it with its
+        // owner. A client passed to `new` is left alone.
+        if let Some(task) = self.task.take() {
+            task.abort();
+        }
+    }
+}
+
+impl<C: ClientLike> std::fmt::Debug for FredBackend<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FredBackend")
+            .field("name", &self.name)
+            .field("options", self.client.options())
+            .finish_non_exhaustive()
+    }
+}
+
+#[async_trait]
+impl<C: ClientLike + 'static> LockBackend for FredBackend<C> {
+    async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.run(request).await
+    }
+
+    async fn extend(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.run(request).await
+    }
+
+    async fn release(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.run(request).await
+    }
+
+    async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.run(request).await
+    }
+
+    fn describe(&self) -> Cow<'_, str> {
+        Cow::Borrowed(&self.name)
+    }
+}
