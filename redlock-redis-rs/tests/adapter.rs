@@ -98,12 +98,35 @@ fn free_port() -> u16 {
         .expect("a free port")
 }
 
-fn rt() -> tokio::runtime::Runtime {
+/// Runs a test body: on a two-worker tokio runtime when redis-rs is built with
+/// tokio, and on smol otherwise (`--no-default-features --features smol`).
+#[cfg(feature = "tokio")]
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .expect("tokio runtime")
+        .block_on(future)
+}
+
+#[cfg(not(feature = "tokio"))]
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    smol::block_on(future)
+}
+
+/// A runtime-neutral sleep (smol's async-io timer works under any executor).
+async fn sleep(d: Duration) {
+    smol::Timer::after(d).await;
+}
+
+/// `Err(())` if `future` did not finish within `d`; the future is dropped.
+async fn timeout<F: std::future::Future>(d: Duration, future: F) -> Result<F::Output, ()> {
+    use futures::future::{select, Either};
+    match select(Box::pin(future), Box::pin(sleep(d))).await {
+        Either::Left((out, _)) => Ok(out),
+        Either::Right(_) => Err(()),
+    }
 }
 
 fn keys(names: &[&str]) -> Vec<String> {
@@ -168,7 +191,7 @@ async fn scripts_round_trip(backend: &RedisBackend<ConnectionManager>, server: &
 #[test]
 fn acquire_extend_release_and_noscript_fallback() {
     let server = Server::start(&[]);
-    rt().block_on(async {
+    block_on(async {
         let backend = RedisBackend::connect(server.url()).expect("connect");
         assert_eq!(backend.describe(), server.url());
 
@@ -195,7 +218,7 @@ fn acquire_extend_release_and_noscript_fallback() {
 #[test]
 fn custom_scripts_are_run_and_replies_checked() {
     let server = Server::start(&[]);
-    rt().block_on(async {
+    block_on(async {
         let backend = RedisBackend::connect(server.url()).expect("connect");
         let res = keys(&["k"]);
         let run = |text: &'static str| {
@@ -240,7 +263,7 @@ fn custom_scripts_are_run_and_replies_checked() {
 #[test]
 fn a_dead_node_builds_and_then_fails_fast() {
     let port = Server::nothing_at();
-    rt().block_on(async {
+    block_on(async {
         let url = format!("redis://127.0.0.1:{port}");
         let backend = RedisBackend::connect(url.as_str()).expect("lazy: no connection yet");
         let scripts = Scripts::default();
@@ -262,16 +285,14 @@ fn a_dead_node_builds_and_then_fails_fast() {
 #[test]
 fn a_killed_node_that_comes_back_is_used_again() {
     let mut server = Server::start(&[]);
-    let rt = rt();
-    let backend = rt.block_on(async { RedisBackend::connect(server.url()).expect("connect") });
-    let scripts = Scripts::default();
-    let res = keys(&["k"]);
-    let req = Request::new(&res, "v", Duration::from_secs(10), scripts.acquire());
-    rt.block_on(async {
+    block_on(async {
+        let backend = RedisBackend::connect(server.url()).expect("connect");
+        let scripts = Scripts::default();
+        let res = keys(&["k"]);
+        let req = Request::new(&res, "v", Duration::from_secs(10), scripts.acquire());
         assert_eq!(backend.acquire(&req).await.expect("up"), Reply::applied(1));
-    });
-    server.kill();
-    rt.block_on(async {
+
+        server.kill();
         for _ in 0..3 {
             let started = Instant::now();
             let err = backend.acquire(&req).await.expect_err("down");
@@ -285,9 +306,8 @@ fn a_killed_node_that_comes_back_is_used_again() {
                 started.elapsed()
             );
         }
-    });
-    server.restart();
-    rt.block_on(async {
+
+        server.restart();
         // The very first call after the restart succeeds (the restarted node
         // lost its keys and its scripts: NOSCRIPT, then EVAL).
         assert_eq!(
@@ -300,7 +320,7 @@ fn a_killed_node_that_comes_back_is_used_again() {
 #[test]
 fn calls_dropped_in_flight_do_not_shift_replies() {
     let server = Server::start(&[]);
-    rt().block_on(async {
+    block_on(async {
         let backend = RedisBackend::connect(server.url()).expect("connect");
         let scripts = Scripts::default();
         let one = keys(&["x"]);
@@ -324,11 +344,10 @@ fn calls_dropped_in_flight_do_not_shift_replies() {
                 .query(&mut con)
                 .expect("debug sleep");
         });
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        sleep(Duration::from_millis(50)).await;
         for res in [&one, &two, &three] {
             let r = Request::new(res, "dropped", Duration::from_secs(10), scripts.acquire());
-            let outcome =
-                tokio::time::timeout(Duration::from_millis(20), backend.acquire(&r)).await;
+            let outcome = timeout(Duration::from_millis(20), backend.acquire(&r)).await;
             assert!(outcome.is_err(), "the server is asleep");
         }
         sleeper.join().expect("sleeper");
@@ -353,7 +372,7 @@ fn calls_dropped_in_flight_do_not_shift_replies() {
 #[test]
 fn auth_errors_and_password_free_names() {
     let server = Server::start(&["--requirepass", "s3cret"]);
-    rt().block_on(async {
+    block_on(async {
         let scripts = Scripts::default();
         let res = keys(&["k"]);
         let req = Request::new(&res, "v", Duration::from_secs(1), scripts.acquire());
@@ -382,10 +401,10 @@ fn auth_errors_and_password_free_names() {
 }
 
 #[test]
-fn a_redlock_over_three_nodes_with_one_down_under_tokio() {
+fn a_redlock_over_three_nodes_with_one_down() {
     let servers = [Server::start(&[]), Server::start(&[])];
     let dead = Server::nothing_at();
-    rt().block_on(async {
+    block_on(async {
         let mut backends: Vec<_> = servers
             .iter()
             .map(|s| RedisBackend::connect(s.url()).expect("connect"))
@@ -445,7 +464,7 @@ fn works_under_futures_executor() {
 #[test]
 fn fencing_tokens_rise_across_owners() {
     let servers = [Server::start(&[]), Server::start(&[]), Server::start(&[])];
-    rt().block_on(async {
+    block_on(async {
         let backends: Vec<_> = servers
             .iter()
             .map(|s| RedisBackend::connect(s.url()).expect("connect"))
@@ -472,4 +491,20 @@ fn fencing_tokens_rise_across_owners() {
             Some(last.to_string().as_str())
         );
     });
+}
+
+/// In a tokio-only build, redis-rs needs a current tokio runtime to spawn its
+/// reconnect task: outside one, construction is an error, not a panic.
+#[cfg(all(feature = "tokio", not(feature = "smol")))]
+#[test]
+fn tokio_only_builds_refuse_construction_outside_a_runtime() {
+    let err = RedisBackend::connect("redis://127.0.0.1:6379").expect_err("no runtime");
+    assert_eq!(err.kind(), ErrorKind::Other);
+    assert!(err.message().contains("tokio runtime"), "{err}");
+    #[cfg(feature = "cluster")]
+    {
+        let err =
+            RedisBackend::connect_cluster(["redis://127.0.0.1:6379"]).expect_err("no runtime");
+        assert!(err.message().contains("tokio runtime"), "{err}");
+    }
 }

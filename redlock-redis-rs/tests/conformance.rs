@@ -1,0 +1,12 @@
+//! The conformance suite on redis-rs under tokio: real single nodes, 3 and 5
+//! independent nodes, and a Redis Cluster, through `RedisRsConnector`.
+//! The same suite runs under smol in tests/conformance_smol.rs.
+#![cfg(feature = "tokio")]
+
+/// A current-thread runtime, as most applications with one runtime per test.
+mod tokio_current_thread {
+    redlock_testkit::conformance_tests!(
+        connector = redlock_redis_rs::testkit::RedisRsConnector,
+        block_on = redlock_testkit::block_on_tokio,
+    );
+}
