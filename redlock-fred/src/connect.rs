@@ -145,7 +145,7 @@ impl FredBackend<Client> {
         let task = client.connect();
         // Wait for the first attempt: connected, failed, or out of time. Either
         // way the backend is returned; only the first call's fate differs.
-        health.first_event(FIRST_CONNECT_WAIT).await;
+        health.first_outcome(&client, FIRST_CONNECT_WAIT).await;
 
         Ok(FredBackend {
             client: client.with_options(&call_options(&client, DEFAULT_COMMAND_TIMEOUT)),

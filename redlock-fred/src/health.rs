@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use fred::clients::Client;
 use fred::error::Error as FredError;
-use fred::interfaces::EventInterface;
+use fred::interfaces::{ClientLike, EventInterface};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
@@ -67,10 +67,26 @@ impl Health {
         Health { state, events }
     }
 
-    /// Waits until the first connection event (connected, or an error) has
-    /// been applied, or `limit` has passed.
-    pub(crate) async fn first_event(&mut self, limit: Duration) {
-        let _ = tokio::time::timeout(limit, self.events.changed()).await;
+    /// Waits until `client` is connected, a connection error was reported, or
+    /// `limit` has passed. (A cluster client reports a connection per node
+    /// before it is ready, so the client state is what says "connected".)
+    pub(crate) async fn first_outcome(&mut self, client: &Client, limit: Duration) {
+        let deadline = tokio::time::Instant::now() + limit;
+        while !client.is_connected() && !self.is_down() {
+            let tick = tokio::time::Instant::now() + Duration::from_millis(10);
+            if tick > deadline {
+                break;
+            }
+            tokio::select! {
+                changed = self.events.changed() => {
+                    if changed.is_err() {
+                        // The listener has ended (the client is gone): just tick.
+                        tokio::time::sleep_until(tick).await;
+                    }
+                }
+                _ = tokio::time::sleep_until(tick) => {}
+            }
+        }
     }
 
     /// Whether the last connection event was an error.
