@@ -30,7 +30,6 @@
 //! [`ClusterOptions::redis_cli`] say. When they are missing, starting fails with
 //! [`LaunchError::MissingBinary`], which says how to install them.
 
-use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::fs::{self, File};
@@ -40,7 +39,7 @@ use std::ops::Index;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, OnceLock};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// The environment variable that names the `redis-server` binary to use.
@@ -262,64 +261,76 @@ fn locate(
 // ---------------------------------------------------------------------------
 // Ports
 
-/// Ports handed to nodes of this process that are still alive, so two tests
-/// running in parallel never pick the same one.
-fn reserved() -> MutexGuard<'static, HashSet<u16>> {
-    static PORTS: OnceLock<Mutex<HashSet<u16>>> = OnceLock::new();
-    PORTS
-        .get_or_init(Mutex::default)
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
+/// A node's port (and for a cluster node its bus port, port + 10000), held for
+/// the node's whole life by a socket that is bound with `SO_REUSEADDR` but not
+/// listening. redis-server (which binds with `SO_REUSEADDR` too) can listen on
+/// it; nobody else gets it from the kernel (`bind(0)` and outgoing connections
+/// skip bound ports), also while the node is killed, so a killed node's port
+/// keeps refusing connections instead of being reused by a server another
+/// test (or test process) starts.
+#[derive(Debug)]
+struct PortGuard {
+    port: u16,
+    _sockets: Vec<socket2::Socket>,
+}
+
+fn reusable_socket() -> io::Result<socket2::Socket> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    Ok(socket)
+}
+
+fn loopback(port: u16) -> socket2::SockAddr {
+    std::net::SocketAddr::from(([127, 0, 0, 1], port)).into()
 }
 
 /// A free loopback port (not 6379), and for a cluster node one whose bus port
-/// (port + 10000) is free too. Reserved until [`release_port`].
-fn pick_port(cluster: bool) -> Result<u16, LaunchError> {
+/// is free too, both guarded.
+fn pick_port(cluster: bool) -> Result<PortGuard, LaunchError> {
     const TRIES: u32 = 200;
     let mut detail = String::new();
     for _ in 0..TRIES {
-        let listener = match TcpListener::bind(("127.0.0.1", 0)) {
-            Ok(l) => l,
-            Err(e) => {
-                detail = format!("; last error: {e}");
-                continue;
+        let attempt = || -> io::Result<Option<PortGuard>> {
+            let socket = reusable_socket()?;
+            socket.bind(&loopback(0))?;
+            let port = socket
+                .local_addr()?
+                .as_socket()
+                .map(|a| a.port())
+                .unwrap_or(0);
+            if port == 6379 || port < 1024 {
+                return Ok(None);
             }
+            let mut sockets = vec![socket];
+            if cluster {
+                let Some(bus) = port.checked_add(10000) else {
+                    return Ok(None);
+                };
+                // Without SO_REUSEADDR first: fails if anyone has it bound.
+                if bus == 6379 || TcpListener::bind(("127.0.0.1", bus)).is_err() {
+                    return Ok(None);
+                }
+                let guard = reusable_socket()?;
+                if guard.bind(&loopback(bus)).is_err() {
+                    return Ok(None);
+                }
+                sockets.push(guard);
+            }
+            Ok(Some(PortGuard {
+                port,
+                _sockets: sockets,
+            }))
         };
-        let port = match listener.local_addr() {
-            Ok(a) => a.port(),
-            Err(e) => {
-                detail = format!("; last error: {e}");
-                continue;
-            }
-        };
-        if port == 6379 || port < 1024 {
-            continue;
-        }
-        if cluster {
-            let Some(bus) = port.checked_add(10000) else {
-                continue;
-            };
-            if bus == 6379 || TcpListener::bind(("127.0.0.1", bus)).is_err() {
-                continue;
-            }
-        }
-        drop(listener);
-        let mut ports = reserved();
-        if cluster && ports.contains(&(port + 10000)) {
-            continue;
-        }
-        if ports.insert(port) {
-            return Ok(port);
+        match attempt() {
+            Ok(Some(guard)) => return Ok(guard),
+            Ok(None) => {}
+            Err(e) => detail = format!("; last error: {e}"),
         }
     }
     Err(LaunchError::NoFreePort {
         attempts: TRIES,
         detail,
     })
-}
-
-fn release_port(port: u16) {
-    reserved().remove(&port);
 }
 
 // ---------------------------------------------------------------------------
@@ -370,6 +381,7 @@ impl Drop for TempDir {
 /// [`RedisCluster`] can be killed, paused and restarted by index.
 pub struct RedisNode {
     port: u16,
+    guard: PortGuard,
     binary: PathBuf,
     options: NodeOptions,
     cluster: bool,
@@ -417,9 +429,10 @@ impl RedisNode {
             REDIS_SERVER_ENV,
         )?;
         let dir = TempDir::new()?;
-        let port = pick_port(cluster)?;
+        let guard = pick_port(cluster)?;
         let node = RedisNode {
-            port,
+            port: guard.port,
+            guard,
             binary,
             options: options.clone(),
             cluster,
@@ -434,9 +447,8 @@ impl RedisNode {
     /// Moves a node that lost a bind race to a new port and spawns it again.
     fn respawn_on_new_port(&mut self) -> Result<(), LaunchError> {
         self.kill();
-        let old = self.port;
-        self.port = pick_port(self.cluster)?;
-        release_port(old);
+        self.guard = pick_port(self.cluster)?;
+        self.port = self.guard.port;
         self.spawn_process()
     }
 
@@ -700,7 +712,6 @@ impl RedisNode {
 impl Drop for RedisNode {
     fn drop(&mut self) {
         self.kill();
-        release_port(self.port);
     }
 }
 

@@ -125,6 +125,16 @@ fn kill_pause_resume_restart() {
     assert!(node.pid().is_none());
     assert!(!probe.ping(), "a killed node refuses connections");
     assert!(matches!(node.pause(), Err(LaunchError::NotRunning { .. })));
+    // The dead node's port stays reserved: nobody gets it from the kernel.
+    for _ in 0..2000 {
+        let other = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        assert_ne!(other.local_addr().unwrap().port(), node.port());
+    }
+    assert_eq!(
+        raw_ping(node.port(), Duration::from_millis(200)),
+        None,
+        "and refuses connections"
+    );
     node.kill(); // idempotent
 
     node.restart().expect("restart");
