@@ -22,7 +22,7 @@
 //! ```
 //!
 //! The Redlocks the cases build use [`NeutralRuntime`] for time, short retry
-//! delays (20 ± 10 ms), 3 retries and a 300 ms per-node timeout, unless a case
+//! delays (20 ± 10 ms), 3 retries and a 1 s per-node timeout, unless a case
 //! says otherwise.
 //!
 //! [`node_independent`] holds the cases that need no Redis process, for any
@@ -379,13 +379,22 @@ pub async fn exclusivity<C: Connector>(connector: &C) {
         ),
         other => panic!("a second owner must fail with Error::Held, got {other:?}"),
     }
-    for i in 0..3 {
-        assert_eq!(
-            case.probe(i).get(&key).as_deref(),
-            Some(lock.value()),
-            "node {i} still holds the first owner's value"
-        );
-    }
+    // A quorum holds the first owner's value (a node not awaited once the
+    // quorum was reached may hold nothing), and no node holds anything else.
+    let values: Vec<Option<String>> = (0..3).map(|i| case.probe(i).get(&key)).collect();
+    let holding = values
+        .iter()
+        .filter(|v| v.as_deref() == Some(lock.value()))
+        .count();
+    assert!(
+        holding >= 2
+            && values
+                .iter()
+                .all(|v| v.is_none() || v.as_deref() == Some(lock.value())),
+        "after the second owner failed, a quorum must still hold the first owner's value {:?} \
+         and no node another value: {values:?}",
+        lock.value()
+    );
     assert!(lock.release().await.expect("release").was_held());
     let again = expect_lock(
         second.acquire(&[&key], Duration::from_secs(10)).await,
@@ -410,7 +419,15 @@ pub async fn automatic_expiry<C: Connector>(connector: &C) {
         first.acquire(&[&key], ttl).await,
         "acquire with a 200 ms TTL",
     );
-    assert_pttl_in(probe.pttl(&key), 0, 200, "a 200 ms lock");
+    match probe.pttl(&key) {
+        Some(ms) => assert!(ms > 0 && ms <= 200, "a 200 ms lock: PTTL {ms} ms"),
+        // Only a stalled machine gets here: the key may be gone already.
+        None => assert!(
+            started.elapsed() >= Duration::from_millis(150),
+            "the key of a 200 ms lock vanished after {:?}",
+            started.elapsed()
+        ),
+    }
     let gone = eventually(Duration::from_secs(3), || probe.get(&key).is_none()).await;
     assert!(gone, "the key of a 200 ms lock must expire on the server");
     assert!(
@@ -1135,7 +1152,7 @@ pub async fn paused_node_times_out<C: Connector>(connector: &C) {
     let redlock = build(
         case.builder(connector)
             .await
-            .node_timeout(Duration::from_millis(200)),
+            .node_timeout(Duration::from_millis(500)),
     );
     case.nodes[1].pause().expect("SIGSTOP a node");
 

@@ -48,7 +48,10 @@ pub fn fast_builder<B: LockBackend + 'static>(backends: Vec<B>) -> RedlockBuilde
         .retry_count(3)
         .retry_delay(Duration::from_millis(20))
         .retry_jitter(Duration::from_millis(10))
-        .node_timeout(Duration::from_millis(300))
+        // Generous: a loaded CI machine can stall a process for a few hundred
+        // ms, and a short TTL caps the effective timeout anyway. Dead nodes
+        // are refused at once; the paused-node case sets its own timeout.
+        .node_timeout(Duration::from_secs(1))
 }
 
 /// Builds, panicking with the configuration error.
