@@ -47,12 +47,14 @@ impl FredBackend<Client> {
     ///
     /// Succeeds even when the node is down: fred keeps reconnecting in the
     /// background and the node's calls fail until it is back. Fails only on an
-    /// invalid URL or outside a tokio runtime. [`describe`] reports the URL
+    /// invalid URL, on a `rediss://` URL when fred has no TLS feature enabled
+    /// (enable one of fred's, e.g. `enable-rustls-ring`, in your own
+    /// `Cargo.toml`), or outside a tokio runtime. [`describe`] reports the URL
     /// without its password.
     ///
     /// [`describe`]: redlock_core::LockBackend::describe
     pub async fn connect(url: &str) -> Result<Self, BackendError> {
-        let config = Config::from_url(url).map_err(|e| invalid_url(url, e))?;
+        let config = parse(url, Config::from_url)?;
         Self::start(config, redact(url)).await
     }
 
@@ -67,11 +69,11 @@ impl FredBackend<Client> {
             ));
         };
         let first = first.as_ref();
-        let mut config = Config::from_url_clustered(first).map_err(|e| invalid_url(first, e))?;
+        let mut config = parse(first, Config::from_url_clustered)?;
         let mut hosts = config.server.hosts();
         for url in rest {
             let url = url.as_ref();
-            let seed = Config::from_url_clustered(url).map_err(|e| invalid_url(url, e))?;
+            let seed = parse(url, Config::from_url_clustered)?;
             for host in seed.server.hosts() {
                 if !hosts.contains(&host) {
                     hosts.push(host);
@@ -157,12 +159,32 @@ impl FredBackend<Client> {
     }
 }
 
-fn invalid_url(url: &str, error: fred::error::Error) -> BackendError {
-    BackendError::with_source(
-        ErrorKind::Other,
-        format!("invalid Redis URL {}: {}", redact(url), error.details()),
-        error,
-    )
+/// Parses `url` with one of fred's URL parsers, refusing a TLS URL that this
+/// build cannot honour (fred without a TLS feature would silently connect in
+/// plain text).
+fn parse(
+    url: &str,
+    parser: fn(&str) -> Result<Config, fred::error::Error>,
+) -> Result<Config, BackendError> {
+    let config = parser(url).map_err(|error| {
+        BackendError::with_source(
+            ErrorKind::Other,
+            format!("invalid Redis URL {}: {}", redact(url), error.details()),
+            error,
+        )
+    })?;
+    let wants_tls = ["rediss", "valkeys"].iter().any(|s| url.starts_with(s));
+    if wants_tls && !config.uses_tls() {
+        return Err(BackendError::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{} asks for TLS, but fred was built without a TLS feature: enable one \
+                 (e.g. `fred = {{ version = \"10\", features = [\"enable-rustls-ring\"] }}`)",
+                redact(url)
+            ),
+        ));
+    }
+    Ok(config)
 }
 
 /// The URL without its password (user name kept), nor query parameters whose

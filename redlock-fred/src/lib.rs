@@ -26,13 +26,23 @@
 //!
 //! # What a call does
 //!
-//! Each operation runs the core's script ([`Request::script`]) with
-//! `EVALSHA <sha1> <n> KEYS... <value> <ttl ms>`, the SHA-1 coming precomputed
-//! with the script (nothing is hashed per call). A node that answers `NOSCRIPT`
-//! (restarted, `SCRIPT FLUSH`ed, or new) gets the same call once more as `EVAL`
-//! with the script's text, which also caches it for the next `EVALSHA`. The
-//! script's integer reply is the number of keys applied; any other reply is an
-//! [`ErrorKind::Protocol`] error.
+//! Each operation runs the core's script ([`Request::script`]) as
+//! `EVALSHA <sha1> <numkeys> KEYS... <value> <ttl ms> [extra args]`, with
+//! `KEYS` = [`Request::keys`], the SHA-1 coming precomputed with the script
+//! (nothing is hashed per call). A node that answers `NOSCRIPT` (restarted,
+//! `SCRIPT FLUSH`ed, or new) gets the same call once more as `EVAL` with the
+//! script's text, which also caches it for the next `EVALSHA`. The reply is an
+//! integer (keys applied) or, for the fenced acquire, a pair of integers; any
+//! other reply is an [`ErrorKind::Protocol`] error. Custom scripts and fencing
+//! need nothing more: they are just other scripts.
+//!
+//! The commands go through fred's [`custom`](fred::interfaces::ClientLike::custom)
+//! interface rather than its `evalsha`: in fred 10 the per-call
+//! [`Options`] wrapper
+//! ([`WithOptions`]) does not implement the
+//! scripting interface, so `with_options(..).evalsha(..)` silently runs on the
+//! inner client *without* the options. A cluster client routes each call by
+//! its first key's hash slot.
 //!
 //! # How it behaves when a node misbehaves
 //!
@@ -42,17 +52,31 @@
 //!
 //! | situation | what the caller sees |
 //! |---|---|
-//! | node down at construction | construction succeeds; calls fail at once with [`ErrorKind::Connection`] |
+//! | node down at construction | construction succeeds at once; calls fail at once with [`ErrorKind::Connection`] |
 //! | node killed, later back | calls fail at once while it is away; fred reconnects within about half a second of its return |
-//! | node paused or unreachable mid-call | the call fails with [`ErrorKind::Timeout`] after the command timeout (1 s by default, see [`FredBackend::with_command_timeout`]); a connection silent for 2 s is dropped and rebuilt |
+//! | node paused, or a host that drops packets | the call fails with [`ErrorKind::Timeout`] after the command timeout (1 s by default, see [`FredBackend::with_command_timeout`]); a connection with a command unanswered for 2 s is dropped and rebuilt |
 //! | wrong password | calls fail with [`ErrorKind::Auth`], which the core does not retry |
 //!
-//! The core also bounds every call by its own per-node timeout and drops the
+//! Every call carries a timeout and fred's fail-fast flag. fred only checks
+//! that flag against its client state, which still says "connected" for the
+//! few milliseconds between a connection dropping and the first reconnection
+//! attempt; a call sent then would wait in fred's queue until the node is back.
+//! So the backend also listens to fred's connection events and refuses calls
+//! itself between a connection error and the next successful connection (for
+//! a standalone node; a cluster client has one connection per master, and
+//! relies on fred's state). The last connection error also names the cause: a
+//! refused password is `Auth`, not `Connection`.
+//!
+//! The core bounds every call by its own per-node timeout and drops the
 //! call's future when it expires. That is safe here: the command stays with
 //! fred's router, its reply is read and discarded, and the connection keeps
 //! working. (Like any client, a command already written cannot be recalled, so
 //! a late acquire may still land; the core's release after a failed attempt is
-//! queued behind it on the same connection.)
+//! queued behind it on the same connection, and at worst the key expires with
+//! its TTL.)
+//!
+//! Dropping a backend made by these constructors stops its connection task; a
+//! client passed to [`FredBackend::new`] is left to its owner.
 //!
 //! # Errors
 //!
@@ -61,7 +85,7 @@
 //!
 //! | fred error | core kind |
 //! |---|---|
-//! | `IO`, `Canceled`, `Routing`, not connected | [`ErrorKind::Connection`] (the last connection error, e.g. a refused password, decides the kind when there is one) |
+//! | `IO`, `Canceled`, `Routing`, "failed to route", not connected | [`ErrorKind::Connection`] (when not connected, the last connection error decides: a refused password is `Auth`, `LOADING` is `Busy`) |
 //! | `Timeout` | [`ErrorKind::Timeout`] |
 //! | `CROSSSLOT`, and fred's client-side "keys on different cluster nodes" | [`ErrorKind::CrossSlot`], with a hint about hash tags |
 //! | `NOAUTH`, `WRONGPASS`, `NOPERM`, `Auth` | [`ErrorKind::Auth`] |
@@ -82,10 +106,13 @@
 //! # Bring your own client
 //!
 //! [`FredBackend::new`] wraps a client you built and connected yourself (a
-//! [`Client`](fred::clients::Client), a [`Pool`](fred::clients::Pool), ...).
+//! [`Client`], a [`Pool`](fred::clients::Pool), ...).
 //! Per-call options (timeout, fail fast) still apply; the connection settings
-//! above are yours to choose. Consider a reconnect policy and
-//! `Config::fail_fast = false`, so a node that is down at start-up is retried.
+//! and the event listener above do not. Consider a reconnect policy and
+//! `Config::fail_fast = false`, so a node that is down at start-up is retried,
+//! or build a [`Config`](fred::types::config::Config) (TLS, sentinel, a unix
+//! socket) and hand it to [`FredBackend::from_config`] to get this crate's
+//! settings on top.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
@@ -117,8 +144,9 @@ pub use fred;
 
 /// A [`LockBackend`] over a fred client: one Redis node, or one Redis Cluster.
 ///
-/// `C` is any fred client that can run scripts: [`Client`] (the default, what
-/// the `connect*` constructors build) or [`Pool`](fred::clients::Pool).
+/// `C` is any fred client: [`Client`] (the default, what the constructors
+/// build) or [`Pool`](fred::clients::Pool), for instance. See the
+/// [crate docs](crate) for what a call does and how failures are reported.
 pub struct FredBackend<C: ClientLike = Client> {
     /// The client with this backend's per-call options applied.
     client: WithOptions<C>,

@@ -295,6 +295,12 @@ async fn construction_needs_a_tokio_runtime_and_a_valid_url() {
     assert_eq!(err.kind(), ErrorKind::Other);
     let err = FredBackend::connect_cluster::<&str>(&[]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Other);
+    // Without a TLS feature in fred, a TLS URL must not quietly go plain text.
+    let err = FredBackend::connect("rediss://:pw@127.0.0.1:1")
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    assert!(!err.message().contains("pw"), "{err}");
 }
 
 #[test]
@@ -322,4 +328,66 @@ fn futures_lite_block_on<F: std::future::Future>(fut: F) -> F::Output {
         }
         std::thread::park();
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wraps_a_pool_built_by_the_user() {
+    use fred::interfaces::ClientLike;
+    use fred::types::{config::Config, Builder};
+
+    let server = Server::start(&[]);
+    let pool = Builder::from_config(Config::from_url(&server.url()).unwrap())
+        .build_pool(3)
+        .unwrap();
+    pool.init().await.unwrap();
+    let backend =
+        FredBackend::new(pool, "pool of 3").with_command_timeout(Duration::from_millis(500));
+    assert_eq!(backend.describe(), "pool of 3");
+
+    let scripts = Scripts::default();
+    let resources = keys(&["{fred}:p1", "{fred}:p2"]);
+    for round in 0..6 {
+        let value = format!("v{round}");
+        let acquire = Request::new(&resources, &value, TTL, scripts.acquire());
+        let release = Request::new(&resources, &value, TTL, scripts.release());
+        assert_eq!(backend.acquire(&acquire).await.unwrap().applied, 2);
+        assert_eq!(backend.release(&release).await.unwrap().applied, 2);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_the_backend_stops_its_reconnection_loop() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    // A "node" that accepts connections and closes them at once: fred keeps
+    // reconnecting to it for as long as its connection task runs.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicUsize::new(0));
+    let counter = Arc::clone(&accepted);
+    tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            counter.fetch_add(1, Ordering::SeqCst);
+            drop(socket);
+        }
+    });
+
+    let backend = FredBackend::connect(&format!("redis://127.0.0.1:{port}"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        accepted.load(Ordering::SeqCst) >= 2,
+        "fred should be retrying"
+    );
+    drop(backend);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let after_drop = accepted.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(
+        accepted.load(Ordering::SeqCst),
+        after_drop,
+        "still reconnecting after drop"
+    );
 }
