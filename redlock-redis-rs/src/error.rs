@@ -16,7 +16,7 @@
 //! | `ERR unknown command` (no `EVALSHA` on this server) | [`ErrorKind::Unsupported`] |
 //! | `BUSY`, `LOADING`, `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`, `READONLY` | [`ErrorKind::Busy`] |
 //! | a reply redis-rs could not parse, a reply of the wrong type | [`ErrorKind::Protocol`] |
-//! | anything else (`MOVED` on a standalone connection, `OOM`, ...) | [`ErrorKind::Other`] |
+//! | anything else (a `MOVED`/`ASK` redirect the client did not follow, `OOM`, ...) | [`ErrorKind::Other`] |
 //!
 //! The redis-rs error is always kept as the [source](std::error::Error::source).
 
@@ -31,18 +31,32 @@ use redlock_core::{BackendError, ErrorKind};
 /// The adapter uses this for every failure; it is public for anyone wrapping a
 /// redis-rs connection in a [`LockBackend`](redlock_core::LockBackend) of their own.
 pub fn backend_error(err: RedisError) -> BackendError {
+    mapped(err, None)
+}
+
+/// [`backend_error`], with a hint for a `MOVED`/`ASK` redirect that depends on
+/// the connection: `cluster` is whether it was a cluster connection.
+pub(crate) fn mapped(err: RedisError, cluster: Option<bool>) -> BackendError {
     let kind = error_kind(&err);
+    let hint = match cluster {
+        _ if !is_redirect(&err) => "",
+        Some(false) => {
+            " (the node belongs to a Redis Cluster, and a standalone connection cannot follow \
+             its redirects: connect with RedisBackend::connect_cluster)"
+        }
+        Some(true) => {
+            " (the cluster client stopped following redirects for this slot: its master may \
+             be down, or the cluster is resharding)"
+        }
+        None => " (a Redis Cluster redirect)",
+    };
     let message: Cow<'static, str> = match kind {
         ErrorKind::CrossSlot => Cow::Borrowed(
             "the lock's keys hash to different Redis Cluster slots: give the resources a \
              common hash tag, e.g. `{order42}:invoice` and `{order42}:ledger`, so they land \
              in the same slot",
         ),
-        _ if is_redirect(&err) => Cow::Owned(format!(
-            "{err} (the node belongs to a Redis Cluster: connect with \
-             RedisBackend::connect_cluster)"
-        )),
-        _ => Cow::Owned(err.to_string()),
+        _ => Cow::Owned(format!("{err}{hint}")),
     };
     BackendError::with_source(kind, message, err)
 }
@@ -225,8 +239,12 @@ mod tests {
             )),
             ErrorKind::Unsupported
         );
-        let moved = backend_error(server("MOVED 3999 127.0.0.1:6381"));
+        let moved = mapped(server("MOVED 3999 127.0.0.1:6381"), Some(false));
         assert_eq!(moved.kind(), ErrorKind::Other);
         assert!(moved.message().contains("connect_cluster"), "{moved}");
+        let moved = mapped(server("MOVED 3999 127.0.0.1:6381"), Some(true));
+        assert!(moved.message().contains("master may be down"), "{moved}");
+        let ask = backend_error(server("ASK 3999 127.0.0.1:6381"));
+        assert!(ask.message().contains("redirect"), "{ask}");
     }
 }

@@ -167,6 +167,8 @@ pub fn lock_config() -> ConnectionManagerConfig {
 pub struct RedisBackend<C = ConnectionManager> {
     conn: C,
     name: Arc<str>,
+    /// Whether `C` is redis-rs's cluster connection (for error hints).
+    cluster: bool,
 }
 
 /// A whole Redis Cluster as one Redlock voter. Build it with
@@ -183,9 +185,15 @@ where
     /// statistics, logs and the error hook. Give an address, and never a
     /// password.
     pub fn new(conn: C, name: impl Into<String>) -> Self {
+        #[cfg(feature = "cluster")]
+        let cluster = std::any::TypeId::of::<C>()
+            == std::any::TypeId::of::<redis::cluster_async::ClusterConnection>();
+        #[cfg(not(feature = "cluster"))]
+        let cluster = false;
         RedisBackend {
             conn,
             name: Arc::from(name.into()),
+            cluster,
         }
     }
 
@@ -208,7 +216,7 @@ where
             Err(err) if err.is_connection_refusal() => eval(&mut conn, request).await,
             other => other,
         }
-        .map_err(backend_error)?;
+        .map_err(|err| error::mapped(err, Some(self.cluster)))?;
         parse_reply(value)
     }
 }

@@ -508,3 +508,76 @@ fn tokio_only_builds_refuse_construction_outside_a_runtime() {
         assert!(err.message().contains("tokio runtime"), "{err}");
     }
 }
+
+/// A cluster whose seeds are all down still builds (lazily), and its calls
+/// fail within a bounded time rather than retrying for seconds.
+#[cfg(feature = "cluster")]
+#[test]
+fn a_dead_cluster_builds_and_then_fails() {
+    let seeds = [Server::nothing_at(), Server::nothing_at()];
+    block_on(async {
+        let urls = seeds.map(|p| format!("redis://127.0.0.1:{p}"));
+        let backend = RedisBackend::connect_cluster(urls.iter().map(String::as_str))
+            .expect("lazy: no connection yet");
+        assert!(backend.describe().starts_with("redis-cluster["));
+        let scripts = Scripts::default();
+        let res = keys(&["k"]);
+        let req = Request::new(&res, "v", Duration::from_secs(1), scripts.acquire());
+        for _ in 0..2 {
+            let started = Instant::now();
+            let err = backend.acquire(&req).await.expect_err("nothing listens");
+            assert!(
+                matches!(err.kind(), ErrorKind::Connection | ErrorKind::Timeout),
+                "{err:?}"
+            );
+            assert!(
+                started.elapsed() < Duration::from_millis(500),
+                "took {:?}",
+                started.elapsed()
+            );
+            eprintln!("dead cluster: {err} after {:?}", started.elapsed());
+        }
+    });
+}
+
+/// A cluster master that is killed fails its slots' calls; once it restarts
+/// (and rejoins from its nodes.conf) the same backend uses it again.
+#[cfg(feature = "cluster")]
+#[test]
+fn a_restarted_cluster_master_is_used_again() {
+    use redlock_testkit::server::RedisCluster;
+    let cluster = RedisCluster::start(3).expect("a 3-master cluster");
+    let probe = cluster.probe();
+    block_on(async {
+        let backend = RedisBackend::connect_cluster(cluster.urls()).expect("connect");
+        let scripts = Scripts::default();
+        let res = keys(&["{restart}k"]);
+        let owner = probe.owner_of("{restart}k");
+        let acquire = Request::new(&res, "v", Duration::from_millis(500), scripts.acquire());
+        assert_eq!(
+            backend.acquire(&acquire).await.expect("up"),
+            Reply::applied(1)
+        );
+
+        cluster.node(owner).kill();
+        let started = Instant::now();
+        let err = backend.acquire(&acquire).await.expect_err("owner down");
+        assert!(!err.kind().is_permanent(), "{err}");
+        eprintln!("owner down: {err} after {:?}", started.elapsed());
+
+        cluster.node(owner).restart().expect("restart");
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut last = None;
+        while Instant::now() < deadline {
+            match backend.acquire(&acquire).await {
+                Ok(reply) => {
+                    assert_eq!(reply, Reply::applied(1));
+                    return;
+                }
+                Err(err) => last = Some(err),
+            }
+            sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the restarted master was never used again: {last:?}");
+    });
+}
