@@ -349,7 +349,7 @@ impl TempDir {
                 .map(|d| d.subsec_nanos())
                 .unwrap_or(0);
             let path = base.join(format!(
-                "redlock-testkit-{}-{}-{nanos:08x}",
+                "{DIR_PREFIX}{}-{}-{nanos:08x}",
                 std::process::id(),
                 COUNTER.fetch_add(1, Ordering::Relaxed)
             ));
@@ -370,6 +370,52 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = fs::remove_dir_all(&self.0);
     }
+}
+
+const DIR_PREFIX: &str = "redlock-testkit-";
+const PID_FILE: &str = "redis-server.pid";
+
+/// Cleans up after test processes that died without dropping their nodes
+/// (killed by a CI timeout, say): once per process, for every
+/// `redlock-testkit-<owner pid>-*` directory in the temp dir whose owner is
+/// gone, kills the redis-server recorded in it if that process still runs *in
+/// that directory* (so a reused pid is never hit), and removes the directory.
+fn sweep_stale() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let Ok(entries) = fs::read_dir(std::env::temp_dir()) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(owner) = name
+                .to_str()
+                .and_then(|n| n.strip_prefix(DIR_PREFIX))
+                .and_then(|rest| rest.split('-').next())
+                .and_then(|pid| pid.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if owner == std::process::id() || Path::new(&format!("/proc/{owner}")).exists() {
+                continue;
+            }
+            let dir = entry.path();
+            if let Some(pid) = fs::read_to_string(dir.join(PID_FILE))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok())
+            {
+                let cwd = fs::read_link(format!("/proc/{pid}/cwd")).ok();
+                if cwd.is_some_and(|cwd| cwd == dir) {
+                    let _ = Command::new("kill")
+                        .args(["-KILL", &pid.to_string()])
+                        .stdin(Stdio::null())
+                        .stderr(Stdio::null())
+                        .status();
+                }
+            }
+            let _ = fs::remove_dir_all(&dir);
+        }
+    });
 }
 
 // ---------------------------------------------------------------------------
@@ -428,6 +474,7 @@ impl RedisNode {
             "redis-server",
             REDIS_SERVER_ENV,
         )?;
+        sweep_stale();
         let dir = TempDir::new()?;
         let guard = pick_port(cluster)?;
         let node = RedisNode {
@@ -505,6 +552,8 @@ impl RedisNode {
             .stderr(stderr)
             .spawn()
             .map_err(|e| LaunchError::io(format!("run {}", self.binary.display()), e))?;
+        // For sweep_stale(), should this process die without dropping the node.
+        let _ = fs::write(self.dir.0.join(PID_FILE), child.id().to_string());
         self.paused.store(false, Ordering::Release);
         *self.child() = Some(child);
         Ok(())
