@@ -88,6 +88,17 @@
 //! [`ErrorKind::CrossSlot`]. That error is
 //! permanent, so the algorithm stops retrying at once.
 //!
+//! # Wake-on-release
+//!
+//! With [`Settings::wake_on_release`](redlock_core::Settings::wake_on_release)
+//! on, a backend built by [`RedisBackend::connect`] opens a second, RESP3
+//! connection on its first watch and subscribes it to the core's release
+//! channels, so a waiter retries the moment the holder releases instead of
+//! after its retry delay. The lock connection keeps the protocol you chose. A
+//! backend from [`RedisBackend::new`] and a cluster backend answer
+//! [`ErrorKind::Unsupported`] for the watch; their waiters fall back to the
+//! retry delay, and releases still publish.
+//!
 //! # Runtimes and features
 //!
 //! | feature | default | what it does |
@@ -121,6 +132,7 @@ compile_error!(
 mod error;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+mod wake;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -129,6 +141,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Value};
+use redlock_core::wake::ReleaseWaker;
 use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, Reply, Request};
 
 pub use error::{backend_error, error_kind};
@@ -169,6 +182,8 @@ pub struct RedisBackend<C = ConnectionManager> {
     name: Arc<str>,
     /// Whether `C` is redis-rs's cluster connection (for error hints).
     cluster: bool,
+    /// Wake-on-release, for backends built from a URL.
+    releases: wake::SharedWatch,
 }
 
 /// A whole Redis Cluster as one Redlock voter. Build it with
@@ -194,6 +209,7 @@ where
             conn,
             name: Arc::from(name.into()),
             cluster,
+            releases: None,
         }
     }
 
@@ -309,10 +325,13 @@ impl RedisBackend<ConnectionManager> {
         let info = url.into_connection_info().map_err(backend_error)?;
         let name = describe_info(&info);
         check_runtime()?;
+        let releases = wake::ReleaseWatch::new(&info, &config);
         let client = redis::Client::open(info).map_err(backend_error)?;
         let conn =
             ConnectionManager::new_lazy_with_config(client, config).map_err(backend_error)?;
-        Ok(RedisBackend::new(conn, name))
+        let mut backend = RedisBackend::new(conn, name);
+        backend.releases = Some(Arc::new(releases));
+        Ok(backend)
     }
 }
 
@@ -412,6 +431,21 @@ where
 
     async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
         self.run(request).await
+    }
+
+    async fn watch_releases(
+        &self,
+        channels: &[String],
+        waker: &ReleaseWaker,
+    ) -> Result<(), BackendError> {
+        match &self.releases {
+            Some(watch) => watch.watch(channels, waker).await,
+            None => Err(BackendError::new(
+                ErrorKind::Unsupported,
+                "wake-on-release needs a backend built by RedisBackend::connect (one built \
+                 from a connection, or a cluster backend, falls back to the retry delay)",
+            )),
+        }
     }
 
     fn describe(&self) -> Cow<'_, str> {

@@ -581,3 +581,46 @@ fn a_restarted_cluster_master_is_used_again() {
         panic!("the restarted master was never used again: {last:?}");
     });
 }
+
+/// With wake-on-release, a waiter retries as soon as the holder releases,
+/// not after its (here, long) retry delay.
+#[test]
+fn wake_on_release_cuts_the_wait_short() {
+    let servers = [Server::start(&[]), Server::start(&[]), Server::start(&[])];
+    block_on(async {
+        let redlock = |_| {
+            let backends: Vec<_> = servers
+                .iter()
+                .map(|s| RedisBackend::connect(s.url()).expect("connect"))
+                .collect();
+            Redlock::builder(backends)
+                .retry_count(5)
+                .retry_delay(Duration::from_secs(3))
+                .retry_jitter(Duration::ZERO)
+                .wake_on_release(true)
+                .build()
+                .expect("build")
+        };
+        let (holder, waiter) = (redlock(0), redlock(1));
+        let lock = holder
+            .acquire(&["wake"], Duration::from_secs(10))
+            .await
+            .expect("holder");
+        let release_later = async {
+            sleep(Duration::from_millis(300)).await;
+            lock.release().await.expect("release");
+        };
+        let started = Instant::now();
+        let (got, ()) = futures::join!(
+            waiter.acquire(&["wake"], Duration::from_secs(10)),
+            release_later
+        );
+        let waited = started.elapsed();
+        let got = got.expect("the waiter gets the lock after the release");
+        assert!(
+            waited < Duration::from_millis(1500),
+            "woken on release, not after the 3 s retry delay: waited {waited:?}"
+        );
+        got.release().await.expect("release");
+    });
+}
