@@ -163,7 +163,10 @@ pub struct FredBackend<C: ClientLike = Client> {
 impl<C: ClientLike> FredBackend<C> {
     /// Wraps a client you built. Connect it yourself (`client.init().await`, or
     /// `client.connect()` with a reconnect policy); while it is not connected,
-    /// calls fail at once with [`ErrorKind::Connection`]. `name` is what
+    /// calls fail at once with [`ErrorKind::Connection`]. Each call is sent
+    /// with a timeout ([`with_command_timeout`](Self::with_command_timeout)),
+    /// fred's fail-fast flag and, unless the client is clustered, a single
+    /// write attempt (no replay after a reconnection). `name` is what
     /// [`describe`](LockBackend::describe) reports in statistics and logs; keep
     /// passwords out of it.
     pub fn new(client: C, name: impl Into<String>) -> Self {
