@@ -305,8 +305,9 @@ fn short_debug(value: &Value) -> String {
 
 impl RedisBackend<ConnectionManager> {
     /// A backend for the standalone node at `url`
-    /// (`redis://[[user]:password@]host:port[/db]`, `rediss://` with a TLS
-    /// feature of redis, `redis+unix:///path`), with [`lock_config`].
+    /// (`redis://[[user]:password@]host:port[/db]`, `redis+unix:///path`, or
+    /// `rediss://` once you enable one of redis's TLS features in your own
+    /// `Cargo.toml`), with [`lock_config`].
     ///
     /// Lazy: no connection is opened here, so this succeeds while the node is
     /// down. It fails only on a malformed URL or, in a tokio-only build,

@@ -274,7 +274,7 @@ fn a_dead_node_builds_and_then_fails_fast() {
             let err = backend.acquire(&req).await.expect_err("nothing listens");
             assert_eq!(err.kind(), ErrorKind::Connection, "{err}");
             assert!(
-                started.elapsed() < Duration::from_millis(50),
+                started.elapsed() < Duration::from_millis(100),
                 "a refused connection must answer at once, took {:?}",
                 started.elapsed()
             );

@@ -3,10 +3,18 @@
 //! The same suite runs under smol in tests/conformance_smol.rs.
 #![cfg(feature = "tokio")]
 
-/// A current-thread runtime, as most applications with one runtime per test.
+/// A current-thread runtime.
 mod tokio_current_thread {
     redlock_testkit::conformance_tests!(
         connector = redlock_redis_rs::testkit::RedisRsConnector,
         block_on = redlock_testkit::block_on_tokio,
+    );
+}
+
+/// A multi-thread runtime: redis-rs's connection tasks run on other workers.
+mod tokio_multi_thread {
+    redlock_testkit::conformance_tests!(
+        connector = redlock_redis_rs::testkit::RedisRsConnector,
+        block_on = redlock_testkit::block_on_tokio_multi_thread,
     );
 }
