@@ -191,6 +191,8 @@ macro_rules! conformance_tests {
             wrong_password_rejected,
             contention,
             bad_input_reaches_no_node,
+            fencing_tokens,
+            wake_on_release,
         );
         $crate::conformance_tests!(@sized ($connector) ($block_on)
             minority_held_3 => minority_held(3),
@@ -251,6 +253,8 @@ macro_rules! node_independent_tests {
             using_keeps_lock_while_routine_runs,
             using_returns_routine_error,
             bad_input_rejected,
+            fencing_tokens,
+            wake_on_release,
         );
         $crate::node_independent_tests!(@sized ($new_node) ($block_on)
             minority_held_3 => minority_held(3),

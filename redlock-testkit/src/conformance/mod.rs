@@ -21,7 +21,7 @@
 //! }
 //! ```
 //!
-//! The Redlocks the cases build use [`NeutralRuntime`] for time, short retry
+//! The Redlocks the cases build use [`NeutralRuntime`](redlock_core::NeutralRuntime) for time, short retry
 //! delays (20 ± 10 ms), 3 retries and a 1 s per-node timeout, unless a case
 //! says otherwise.
 //!
@@ -940,6 +940,10 @@ impl ClusterCase {
     }
 
     async fn redlock<C: Connector>(&self, connector: &C, name: &str) -> Option<Redlock> {
+        Some(build(self.builder(connector, name).await?))
+    }
+
+    async fn builder<C: Connector>(&self, connector: &C, name: &str) -> Option<RedlockBuilder> {
         match connector.cluster(&self.cluster.urls()).await {
             None => {
                 eprintln!("note: case `{name}` skipped: this connector has no cluster mode (cluster() returned None)");
@@ -949,7 +953,7 @@ impl ClusterCase {
                 let backend = backend.unwrap_or_else(|e| {
                     panic!("connector.cluster({:?}) failed: {e}", self.cluster.urls())
                 });
-                Some(build(fast_builder(vec![backend])))
+                Some(fast_builder(vec![backend]))
             }
         }
     }
@@ -1003,6 +1007,39 @@ pub async fn cluster_hash_tagged_multi_resource<C: Connector>(connector: &C) {
         (None, None),
         "released on the cluster"
     );
+
+    // Fencing on a cluster: the counters land in their resource's slot (for
+    // the tagged pair and for an untagged single resource alike).
+    let fenced = build(
+        case.builder(connector, name)
+            .await
+            .expect("a cluster backend")
+            .fencing(true),
+    );
+    let single = format!("{}:single", case.prefix);
+    let mut tokens = Vec::new();
+    for resources in [vec![&a, &b], vec![&single], vec![&a, &b]] {
+        match fenced.acquire(&resources, Duration::from_secs(10)).await {
+            Err(e) if is_unsupported(&e) => {
+                eprintln!("note: fencing on a cluster skipped: the backend does not implement fencing ({e})");
+                break;
+            }
+            result => {
+                let lock = expect_lock(result, "a fenced acquire on a cluster");
+                tokens.push((resources.len(), lock.fencing_token().expect("a token")));
+                assert!(lock.release().await.expect("release").was_held());
+            }
+        }
+    }
+    if let [(2, t1), (1, _), (2, t2)] = tokens[..] {
+        assert!(
+            t2 > t1,
+            "the tagged pair's token rises on a cluster: {t1} then {t2}"
+        );
+    }
+    for resource in [&a, &b, &single] {
+        probe.del(&redlock_core::keys::fence_key(resource));
+    }
     case.finish();
 }
 
@@ -1320,6 +1357,184 @@ pub async fn wrong_password_rejected<C: Connector>(connector: &C) {
         }
     }
     assert_eq!(case.probe(0).dbsize(), 0);
+    case.finish();
+}
+
+// ---------------------------------------------------------------------------
+// Optional capabilities: fencing tokens and wake-on-release
+
+/// Whether an acquisition failed because the backend does not implement an
+/// optional capability.
+fn is_unsupported(e: &Error) -> bool {
+    e.failure()
+        .and_then(|f| f.rejection())
+        .is_some_and(|r| r.kind() == ErrorKind::Unsupported)
+}
+
+fn counter(probe: &Probe, key: &str) -> Option<u64> {
+    probe.get(key).map(|v| {
+        v.parse()
+            .unwrap_or_else(|_| panic!("fence counter {key} is not a number: {v:?}"))
+    })
+}
+
+/// Fencing tokens on 3 nodes (`Settings::fencing`): every acquisition of a
+/// resource gets a strictly higher token, across owners, also with a node
+/// down; an extension keeps the token; the fence counter reaches a quorum on
+/// the server and never expires. Skipped (with a note) when the backend
+/// answers `Unsupported`.
+pub async fn fencing_tokens<C: Connector>(connector: &C) {
+    let case = Case::start("fencing_tokens", 3);
+    let key = case.key("resource");
+    let fence = redlock_core::keys::fence_key(&key);
+    let first = build(case.builder(connector).await.fencing(true));
+    let lock = match first.acquire(&[&key], Duration::from_secs(10)).await {
+        Err(e) if is_unsupported(&e) => {
+            eprintln!(
+                "note: case `fencing_tokens` skipped: the backend does not implement fencing ({e})"
+            );
+            case.finish();
+            return;
+        }
+        result => expect_lock(result, "a fenced acquire"),
+    };
+    let t1 = lock
+        .fencing_token()
+        .expect("a lock acquired with fencing carries a token");
+    assert!(t1 >= 1, "tokens start at 1: {t1}");
+    let counters: Vec<Option<u64>> = (0..3).map(|i| counter(case.probe(i), &fence)).collect();
+    assert!(
+        counters.iter().filter(|c| **c == Some(t1)).count() >= 2
+            && counters.iter().all(|c| c.is_none_or(|c| c <= t1)),
+        "the fence counter {fence} must hold the token {t1} on a quorum and nowhere more: {counters:?}"
+    );
+    for (i, c) in counters.iter().enumerate() {
+        if c.is_some() {
+            assert_eq!(
+                case.probe(i).pttl(&fence),
+                Some(-1),
+                "fence counters never expire (node {i})"
+            );
+        }
+    }
+    let lock = lock
+        .extend(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("extend of a fenced lock: {e:?}"));
+    assert_eq!(
+        lock.fencing_token(),
+        Some(t1),
+        "an extension keeps the token"
+    );
+    assert!(lock.release().await.expect("release").was_held());
+
+    let second = build(case.builder(connector).await.fencing(true));
+    let lock = expect_lock(
+        second.acquire(&[&key], Duration::from_secs(10)).await,
+        "a second owner",
+    );
+    let t2 = lock.fencing_token().expect("a token");
+    assert!(t2 > t1, "a later owner gets a higher token: {t1} then {t2}");
+    assert!(lock.release().await.expect("release").was_held());
+
+    case.nodes[0].kill();
+    let third = build(case.builder(connector).await.fencing(true));
+    let lock = expect_lock(
+        third.acquire(&[&key], Duration::from_secs(10)).await,
+        "a fenced acquire with a node down",
+    );
+    let t3 = lock.fencing_token().expect("a token");
+    assert!(
+        t3 > t2,
+        "any two quorums share a node: the token still rises with a node down ({t2} then {t3})"
+    );
+    assert!(lock.release().await.expect("release").was_held());
+
+    // The counters are permanent by design; this case removes its own.
+    for i in 1..3 {
+        case.probe(i).del(&fence);
+    }
+    case.finish();
+}
+
+/// Wake-on-release on 3 nodes (`Settings::wake_on_release`): a waiter whose
+/// retry delay is 5 s acquires promptly when the holder releases, woken by
+/// the release rather than its timer. Skipped (with a note) when the backend's
+/// `watch_releases` answers `Unsupported`.
+pub async fn wake_on_release<C: Connector>(connector: &C) {
+    use redlock_core::wake::{release_channel, ReleaseWait};
+    use redlock_core::LockBackend;
+
+    let case = Case::start("wake_on_release", 3);
+    let key = case.key("resource");
+    {
+        let check = backends(connector, &case.nodes.urls()[..1]).await.remove(0);
+        let wait = ReleaseWait::new();
+        match within(
+            Duration::from_secs(5),
+            "watch_releases",
+            check.watch_releases(&[release_channel(&key)], &wait.waker()),
+        )
+        .await
+        {
+            Err(e) if e.kind() == ErrorKind::Unsupported => {
+                eprintln!("note: case `wake_on_release` skipped: the backend does not implement watch_releases ({e})");
+                case.finish();
+                return;
+            }
+            Err(e) => panic!("watch_releases on a live node failed: {e:?}"),
+            Ok(()) => {}
+        }
+    }
+    let holder = build(case.builder(connector).await.wake_on_release(true));
+    let waiter = build(
+        case.builder(connector)
+            .await
+            .wake_on_release(true)
+            .retry_count(3)
+            .retry_delay(Duration::from_secs(5))
+            .retry_jitter(Duration::ZERO),
+    );
+    let lock = expect_lock(
+        holder.acquire(&[&key], Duration::from_secs(10)).await,
+        "the holder",
+    );
+    let released_at = std::sync::Mutex::new(None);
+    let hold = async {
+        // Long enough for the waiter to fail once and subscribe.
+        sleep(Duration::from_millis(600)).await;
+        *released_at.lock().unwrap() = Some(Instant::now());
+        assert!(lock
+            .release()
+            .await
+            .expect("the holder's release")
+            .was_held());
+    };
+    let wait = async {
+        let lock = waiter.acquire(&[&key], Duration::from_secs(10)).await;
+        (lock, Instant::now())
+    };
+    let ((), (got, acquired_at)) = within(
+        Duration::from_secs(20),
+        "the wake-on-release race",
+        futures::future::join(hold, wait),
+    )
+    .await;
+    let got = expect_lock(got, "the waiter");
+    let released_at = released_at
+        .into_inner()
+        .unwrap()
+        .expect("the holder released");
+    let after = acquired_at.saturating_duration_since(released_at);
+    assert!(
+        after < Duration::from_millis(2500),
+        "the waiter took {after:?} after the release: it was not woken by the release (its retry delay is 5 s)"
+    );
+    assert!(
+        got.attempts().total() >= 2,
+        "the waiter found the resource held first"
+    );
+    assert!(got.release().await.expect("release").was_held());
     case.finish();
 }
 

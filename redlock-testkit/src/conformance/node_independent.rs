@@ -480,6 +480,119 @@ where
     assert_free(&nodes, &[k], "at the end").await;
 }
 
+fn is_unsupported(e: &Error) -> bool {
+    e.failure()
+        .and_then(|f| f.rejection())
+        .is_some_and(|r| r.kind() == redlock_core::ErrorKind::Unsupported)
+}
+
+/// Fencing tokens on 3 nodes: strictly higher for every later owner, kept by
+/// an extension. Skipped (with a note) when the backend answers `Unsupported`.
+pub async fn fencing_tokens<F, B>(new_node: F)
+where
+    F: Fn() -> B,
+    B: LockBackend + Clone + 'static,
+{
+    let prefix = unique_prefix("fencing_tokens");
+    let k = key(&prefix, "resource");
+    let nodes = make(&new_node, 3);
+    let mut last = 0;
+    for owner in 0..3 {
+        let redlock = build(fast_builder(nodes.clone()).fencing(true));
+        let lock = match redlock.acquire(&[&k], Duration::from_secs(10)).await {
+            Err(e) if is_unsupported(&e) => {
+                eprintln!("note: case `fencing_tokens` skipped: the backend does not implement fencing ({e})");
+                return;
+            }
+            result => expect_lock(result, "a fenced acquire"),
+        };
+        let token = lock.fencing_token().expect("a fenced lock carries a token");
+        assert!(
+            token > last,
+            "owner {owner}: the token must rise: {last} then {token}"
+        );
+        last = token;
+        let lock = lock.extend(Duration::from_secs(10)).await.expect("extend");
+        assert_eq!(
+            lock.fencing_token(),
+            Some(token),
+            "an extension keeps the token"
+        );
+        assert!(lock.release().await.expect("release").was_held());
+    }
+    assert_free(&nodes, &[k], "at the end").await;
+}
+
+/// Wake-on-release on 3 nodes: a waiter whose retry delay is 5 s acquires
+/// promptly when the holder releases. Skipped (with a note) when the
+/// backend's `watch_releases` answers `Unsupported`.
+pub async fn wake_on_release<F, B>(new_node: F)
+where
+    F: Fn() -> B,
+    B: LockBackend + Clone + 'static,
+{
+    use redlock_core::wake::{release_channel, ReleaseWait};
+    use std::time::Instant;
+
+    let prefix = unique_prefix("wake_on_release");
+    let k = key(&prefix, "resource");
+    let nodes = make(&new_node, 3);
+    {
+        let wait = ReleaseWait::new();
+        if let Err(e) = nodes[0]
+            .watch_releases(&[release_channel(&k)], &wait.waker())
+            .await
+        {
+            assert_eq!(
+                e.kind(),
+                redlock_core::ErrorKind::Unsupported,
+                "watch_releases failed: {e:?}"
+            );
+            eprintln!("note: case `wake_on_release` skipped: the backend does not implement watch_releases ({e})");
+            return;
+        }
+    }
+    let holder = build(fast_builder(nodes.clone()).wake_on_release(true));
+    let waiter = build(
+        fast_builder(nodes.clone())
+            .wake_on_release(true)
+            .retry_count(3)
+            .retry_delay(Duration::from_secs(5))
+            .retry_jitter(Duration::ZERO),
+    );
+    let lock = expect_lock(
+        holder.acquire(&[&k], Duration::from_secs(10)).await,
+        "the holder",
+    );
+    let released_at = std::sync::Mutex::new(None);
+    let hold = async {
+        sleep(Duration::from_millis(300)).await;
+        *released_at.lock().unwrap() = Some(Instant::now());
+        assert!(lock.release().await.expect("release").was_held());
+    };
+    let wait = async {
+        (
+            waiter.acquire(&[&k], Duration::from_secs(10)).await,
+            Instant::now(),
+        )
+    };
+    let ((), (got, acquired_at)) = within(
+        Duration::from_secs(20),
+        "the race",
+        futures::future::join(hold, wait),
+    )
+    .await;
+    let got = expect_lock(got, "the waiter");
+    let after =
+        acquired_at.saturating_duration_since(released_at.into_inner().unwrap().expect("released"));
+    assert!(
+        after < Duration::from_millis(2500),
+        "the waiter took {after:?} after the release: not woken by it (its retry delay is 5 s)"
+    );
+    assert!(got.release().await.expect("release").was_held());
+    assert_free(&nodes, &[k], "at the end").await;
+}
+
 #[derive(Debug, PartialEq)]
 enum CaseError {
     Lock(String),
