@@ -10,6 +10,7 @@ use redlock_core::{BackendError, ErrorKind};
 
 use crate::errors::map_error;
 use crate::health::Health;
+use crate::wake::ReleaseWatch;
 use crate::{call_options, FredBackend};
 
 /// Default timeout of each command: a backstop behind the core's per-node
@@ -112,35 +113,15 @@ impl FredBackend<Client> {
         Self::start(config, format!("{scheme}://{}", hosts.join(","))).await
     }
 
-    async fn start(mut config: Config, name: String) -> Result<Self, BackendError> {
+    async fn start(config: Config, name: String) -> Result<Self, BackendError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(BackendError::new(
                 ErrorKind::Other,
                 "FredBackend must be created inside a tokio runtime (fred runs on tokio)",
             ));
         }
-        // Apply the reconnect policy to the first connection too, so a node
-        // that is down now is connected to when it comes up.
-        config.fail_fast = false;
-        let mut policy = ReconnectPolicy::new_exponential(
-            0,
-            MIN_RECONNECT_DELAY_MS,
-            millis(DEFAULT_MAX_RECONNECT_DELAY),
-            2,
-        );
-        policy.set_jitter(RECONNECT_JITTER_MS);
-        let client = Builder::from_config(config)
-            .set_policy(policy)
-            .with_connection_config(|c| {
-                c.connection_timeout = DEFAULT_CONNECTION_TIMEOUT;
-                c.internal_command_timeout = DEFAULT_CONNECTION_TIMEOUT;
-                c.unresponsive.max_timeout = Some(DEFAULT_UNRESPONSIVE_TIMEOUT);
-                c.unresponsive.interval = DEFAULT_UNRESPONSIVE_TIMEOUT / 4;
-                c.tcp.nodelay = Some(true);
-            })
-            .with_performance_config(|p| p.default_command_timeout = DEFAULT_COMMAND_TIMEOUT)
-            .build()
-            .map_err(map_error)?;
+        let builder = lock_builder(config);
+        let client = builder.build().map_err(map_error)?;
 
         // Subscribe before starting, so no outcome of the first attempt is missed.
         let mut health = Health::watch(&client);
@@ -155,8 +136,36 @@ impl FredBackend<Client> {
             fail_fast_on_events: !client.is_clustered(),
             health: Some(health),
             task: Some(task),
+            releases: Some(ReleaseWatch::new(builder)),
         })
     }
+}
+
+/// `config` with this crate's connection settings, for the lock client and
+/// the release subscriber alike.
+fn lock_builder(mut config: Config) -> Builder {
+    // Apply the reconnect policy to the first connection too, so a node that
+    // is down now is connected to when it comes up.
+    config.fail_fast = false;
+    let mut policy = ReconnectPolicy::new_exponential(
+        0,
+        MIN_RECONNECT_DELAY_MS,
+        millis(DEFAULT_MAX_RECONNECT_DELAY),
+        2,
+    );
+    policy.set_jitter(RECONNECT_JITTER_MS);
+    let mut builder = Builder::from_config(config);
+    builder
+        .set_policy(policy)
+        .with_connection_config(|c| {
+            c.connection_timeout = DEFAULT_CONNECTION_TIMEOUT;
+            c.internal_command_timeout = DEFAULT_CONNECTION_TIMEOUT;
+            c.unresponsive.max_timeout = Some(DEFAULT_UNRESPONSIVE_TIMEOUT);
+            c.unresponsive.interval = DEFAULT_UNRESPONSIVE_TIMEOUT / 4;
+            c.tcp.nodelay = Some(true);
+        })
+        .with_performance_config(|p| p.default_command_timeout = DEFAULT_COMMAND_TIMEOUT);
+    builder
 }
 
 /// Parses `url` with one of fred's URL parsers, refusing a TLS URL that this

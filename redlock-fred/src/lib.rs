@@ -103,6 +103,19 @@
 //! of one lock must be in one slot: use a hash tag (`{order42}:invoice`,
 //! `{order42}:ledger`), or the call fails with [`ErrorKind::CrossSlot`].
 //!
+//! # Wake-on-release
+//!
+//! With [`Settings::wake_on_release`](redlock_core::Settings::wake_on_release)
+//! on, a backend built by this crate starts, on the first
+//! [`watch_releases`](LockBackend::watch_releases), a fred
+//! [`SubscriberClient`](fred::clients::SubscriberClient) on a connection of its
+//! own (same configuration) that subscribes to `redlock:released:*` and
+//! resubscribes after reconnections; a waiter then retries the moment the
+//! holder releases instead of after its retry delay. Works on standalone nodes
+//! and on a cluster (published messages reach every cluster node). A backend
+//! made by [`FredBackend::new`] answers [`ErrorKind::Unsupported`], and its
+//! waiters keep the retry delay.
+//!
 //! # Bring your own client
 //!
 //! [`FredBackend::new`] wraps a client you built and connected yourself (a
@@ -120,6 +133,7 @@
 mod connect;
 mod errors;
 mod health;
+mod wake;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -130,9 +144,11 @@ use fred::interfaces::ClientLike;
 use fred::types::config::Options;
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, Value};
 use fred::util::redis_keyslot;
+use redlock_core::wake::ReleaseWaker;
 use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, Reply, Request};
 
 use crate::health::Health;
+use crate::wake::ReleaseWatch;
 
 pub use connect::{
     DEFAULT_COMMAND_TIMEOUT, DEFAULT_CONNECTION_TIMEOUT, DEFAULT_MAX_RECONNECT_DELAY,
@@ -158,6 +174,8 @@ pub struct FredBackend<C: ClientLike = Client> {
     fail_fast_on_events: bool,
     /// The connection task of a client this backend built; stopped on drop.
     task: Option<ConnectHandle>,
+    /// Wake-on-release subscriptions (clients built here only).
+    releases: Option<ReleaseWatch>,
 }
 
 impl<C: ClientLike> FredBackend<C> {
@@ -176,6 +194,7 @@ impl<C: ClientLike> FredBackend<C> {
             health: None,
             fail_fast_on_events: false,
             task: None,
+            releases: None,
         }
     }
 
@@ -346,6 +365,21 @@ impl<C: ClientLike + 'static> LockBackend for FredBackend<C> {
 
     async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
         self.run(request).await
+    }
+
+    async fn watch_releases(
+        &self,
+        channels: &[String],
+        waker: &ReleaseWaker,
+    ) -> Result<(), BackendError> {
+        match &self.releases {
+            Some(releases) => releases.watch(channels, waker).await,
+            None => Err(BackendError::new(
+                ErrorKind::Unsupported,
+                "wake-on-release needs a backend built by FredBackend::connect, \
+                 connect_cluster or from_config; waiters fall back to the retry delay",
+            )),
+        }
     }
 
     fn describe(&self) -> Cow<'_, str> {

@@ -428,3 +428,63 @@ async fn a_long_pause_is_survived_with_bounded_calls() {
     assert_eq!(eventually(|| backend.release(&release)).await.applied, 1);
     assert_eq!(backend.acquire(&acquire).await.unwrap().applied, 1);
 }
+
+/// With wake-on-release, a waiter retries as soon as the holder releases, not
+/// after its (here, long) retry delay: on 3 standalone nodes and on a cluster.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_on_release_cuts_the_wait_short() {
+    let servers = [Server::start(&[]), Server::start(&[]), Server::start(&[])];
+    let urls: Vec<String> = servers.iter().map(Server::url).collect();
+    wake_case(|| async {
+        let mut nodes = Vec::new();
+        for url in &urls {
+            nodes.push(FredBackend::connect(url).await.unwrap());
+        }
+        nodes
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wake_on_release_on_a_cluster() {
+    let cluster = redlock_testkit::server::RedisCluster::start(3).expect("a cluster");
+    let urls = cluster.urls();
+    wake_case(|| async { vec![FredBackend::connect_cluster(&urls).await.unwrap()] }).await;
+}
+
+async fn wake_case<F, Fut>(backends: F)
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Vec<FredBackend>>,
+{
+    use redlock_core::{Redlock, TokioRuntime};
+    let redlock = |nodes: Vec<FredBackend>| {
+        Redlock::builder(nodes)
+            .runtime(TokioRuntime)
+            .retry_count(5)
+            .retry_delay(Duration::from_secs(3))
+            .retry_jitter(Duration::ZERO)
+            .wake_on_release(true)
+            .build()
+            .unwrap()
+    };
+    let (holder, waiter) = (redlock(backends().await), redlock(backends().await));
+    for round in 0..2 {
+        let resource = format!("{{fred}}:wake{round}");
+        let lock = holder.acquire(&[&resource], TTL).await.unwrap();
+        let release_later = async {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            lock.release().await.unwrap();
+        };
+        let started = Instant::now();
+        let resources = [resource.as_str()];
+        let (got, ()) = tokio::join!(waiter.acquire(&resources, TTL), release_later);
+        let waited = started.elapsed();
+        let got = got.expect("the waiter gets the lock after the release");
+        assert!(
+            waited < Duration::from_millis(1500),
+            "round {round}: woken on release, not after the 3 s retry delay: waited {waited:?}"
+        );
+        got.release().await.unwrap();
+    }
+}
