@@ -379,7 +379,8 @@ const PID_FILE: &str = "redis-server.pid";
 /// (killed by a CI timeout, say): once per process, for every
 /// `redlock-testkit-<owner pid>-*` directory in the temp dir whose owner is
 /// gone, kills the redis-server recorded in it if that process still runs *in
-/// that directory* (so a reused pid is never hit), and removes the directory.
+/// that directory* (so a reused pid is never hit), and removes the directory
+/// (one whose server was not seen only once it is an hour old).
 fn sweep_stale() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(|| {
@@ -400,20 +401,32 @@ fn sweep_stale() {
                 continue;
             }
             let dir = entry.path();
+            let mut killed = false;
             if let Some(pid) = fs::read_to_string(dir.join(PID_FILE))
                 .ok()
                 .and_then(|p| p.trim().parse::<u32>().ok())
             {
                 let cwd = fs::read_link(format!("/proc/{pid}/cwd")).ok();
                 if cwd.is_some_and(|cwd| cwd == dir) {
-                    let _ = Command::new("kill")
+                    killed = Command::new("kill")
                         .args(["-KILL", &pid.to_string()])
                         .stdin(Stdio::null())
                         .stderr(Stdio::null())
-                        .status();
+                        .status()
+                        .is_ok_and(|s| s.success());
                 }
             }
-            let _ = fs::remove_dir_all(&dir);
+            // A directory whose server was not seen is removed only when it is
+            // old: its owner may live in another pid namespace sharing /tmp.
+            let old = entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > Duration::from_secs(3600));
+            if killed || old {
+                let _ = fs::remove_dir_all(&dir);
+            }
         }
     });
 }

@@ -25,6 +25,34 @@
 //! delays (20 ± 10 ms), 3 retries and a 1 s per-node timeout, unless a case
 //! says otherwise.
 //!
+//! # The cases
+//!
+//! | case | nodes | what it checks |
+//! |---|---|---|
+//! | [`acquire_extend_release`] | 1 | `GET` = value, `PTTL` in (0, ttl], extend resets the TTL, release deletes |
+//! | [`multi_resource_all_or_nothing`] | 1 | one key held by another value: `Held`, the other keys not written |
+//! | [`overlapping_multi_locks`] | 1 | {a,b} held: {b,c} `Held`, {c,d} acquired |
+//! | [`exclusivity`] | 3 | a second owner gets `Held` after exactly retry_count+1 attempts |
+//! | [`automatic_expiry`] | 1 | the key vanishes at its TTL; another owner acquires |
+//! | [`release_and_extend_only_by_owner`] | 1 | foreign value: extend `Expired`, release `was_held() == false`, key untouched |
+//! | [`release_of_expired_lock`] | 1 | `Ok`, not held, one round |
+//! | [`minority_held`] / [`majority_held`] | 3, 5 | acquired / `Held`; foreign keys untouched, no key of ours left |
+//! | [`minority_killed`] / [`majority_killed`] | 3, 5 | acquired / `NoQuorum`; no key left on live nodes |
+//! | [`noscript_fallback`] | 1 | `SCRIPT FLUSH` before acquire, extend and release |
+//! | [`custom_scripts`] | 1 | custom acquire, extend and release scripts leave server-side markers |
+//! | [`using_keeps_lock_while_routine_runs`] | 1 | 300 ms TTL held through a 1 s routine; released on return |
+//! | [`using_returns_routine_error`] | 1 | the routine's error, unmasked; released |
+//! | [`cluster_hash_tagged_multi_resource`] | cluster | tagged keys acquired/extended/released; fencing on a cluster |
+//! | [`cluster_cross_slot_rejected`] | cluster | `Rejected` with `CrossSlot`, no retries, nothing written |
+//! | [`unreachable_node_refused`] | 3 | dead node: acquired, its outcome `Failed(Connection/Timeout)` |
+//! | [`paused_node_times_out`] | 3 | SIGSTOPped node: acquire and release return (per-node timeout) |
+//! | [`node_restart_with_persistence`] | 1 | the lock survives a crash+restart; the backend reconnects |
+//! | [`password_in_url`] / [`wrong_password_rejected`] | 1 | `redis://:pw@...` works; a wrong one is `Rejected(Auth)` |
+//! | [`contention`] | 3 | 4 owners × 10 rounds: no lost update, no overlap, real contention |
+//! | [`bad_input_reaches_no_node`] | 1 | `InvalidInput`, `DBSIZE` 0, no script ran |
+//! | [`fencing_tokens`] | 3 | tokens rise across owners and with a node down (skipped if unsupported) |
+//! | [`wake_on_release`] | 3 | a 5 s retry delay is cut short by the release (skipped if unsupported) |
+//!
 //! [`node_independent`] holds the cases that need no Redis process, for any
 //! [`LockBackend`](redlock_core::LockBackend) (run by
 //! [`node_independent_tests!`](crate::node_independent_tests)).
