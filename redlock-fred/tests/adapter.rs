@@ -488,3 +488,46 @@ where
         got.release().await.unwrap();
     }
 }
+
+/// A cluster master killed and restarted: calls fail (retryably, and promptly)
+/// while it is down, and the same backend uses it again once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_cluster_master_is_used_again() {
+    use redlock_testkit::server::RedisCluster;
+    let cluster = RedisCluster::start(3).expect("a 3-master cluster");
+    let probe = cluster.probe();
+    let backend = FredBackend::connect_cluster(&cluster.urls()).await.unwrap();
+    let scripts = Scripts::default();
+    let resources = keys(&["{restart}k"]);
+    let owner = probe.owner_of("{restart}k");
+    let acquire = Request::new(
+        &resources,
+        "v",
+        Duration::from_millis(500),
+        scripts.acquire(),
+    );
+    assert_eq!(backend.acquire(&acquire).await.unwrap().applied, 1);
+
+    cluster.node(owner).kill();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let err = backend.acquire(&acquire).await.unwrap_err();
+        assert!(!err.kind().is_permanent(), "{err}");
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+
+    cluster.node(owner).restart().expect("restart");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match backend.acquire(&acquire).await {
+            Ok(reply) if reply.applied == 1 => break,
+            other => assert!(Instant::now() < deadline, "never used again: {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
