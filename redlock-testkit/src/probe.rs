@@ -28,6 +28,9 @@ use std::time::Duration;
 
 use redis::{Cmd, FromRedisValue, RedisError, RedisResult, Value};
 
+/// The `redis` crate, for building commands for [`Probe::query`].
+pub use redis;
+
 /// How long a probe waits to connect and for each reply.
 pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
