@@ -4,13 +4,13 @@
 //! from the moment a connection drops until the first reconnection attempt
 //! starts. A command sent in that window waits in fred's queue until the node
 //! is back (and is then written, however stale). Listening to fred's error and
-//! reconnection events closes the window: after a connection error and before
-//! the next successful connection, calls fail at once. The last error also
-//! says *why* a node is unreachable (a wrong password is `Auth`).
+//! reconnection events closes the window: right after a connection error, and
+//! until a connection succeeds or fred's state has caught up, calls fail at
+//! once. The last error also says *why* a node is unreachable (a wrong
+//! password is `Auth`).
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use fred::clients::Client;
 use fred::error::Error as FredError;
@@ -18,16 +18,25 @@ use fred::interfaces::{ClientLike, EventInterface};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
+/// How long after a connection error the listener's word beats fred's client
+/// state. fred's state is accurate again once its first reconnection attempt
+/// starts (after at most the policy's first delay, ~20 ms); bounding the
+/// override also bounds the harm of any misreading of the event order.
+const OVERRIDE: Duration = Duration::from_millis(250);
+
 #[derive(Default)]
 struct State {
-    down: AtomicBool,
-    last_error: Mutex<Option<FredError>>,
+    /// When the last connection error arrived, unless a connection succeeded
+    /// since.
+    down_since: Option<Instant>,
+    /// The last connection error since the last successful connection.
+    last_error: Option<FredError>,
 }
 
 /// A view of the connection kept current by a small listener task, which
 /// ends when the client is dropped.
 pub(crate) struct Health {
-    state: Arc<State>,
+    state: Arc<Mutex<State>>,
     /// Bumped by the listener after each event it applied.
     events: watch::Receiver<u64>,
 }
@@ -36,27 +45,30 @@ impl Health {
     /// Subscribes to `client`'s events. Call before `connect`, so that no event
     /// of the first connection is missed.
     pub(crate) fn watch(client: &Client) -> Health {
-        let state = Arc::new(State::default());
+        let state = Arc::new(Mutex::new(State::default()));
         let mut errors = client.error_rx();
         let mut reconnects = client.reconnect_rx();
         let task_state = Arc::clone(&state);
         let (seen, events) = watch::channel(0u64);
         tokio::spawn(async move {
             loop {
+                // Errors first: when both kinds are waiting, the reconnection
+                // is applied last, so a misread order errs towards "up" (and
+                // fred's own state and timeouts take over).
                 tokio::select! {
+                    biased;
                     error = errors.recv() => match error {
                         Ok((error, _server)) => {
-                            if let Ok(mut last) = task_state.last_error.lock() {
-                                *last = Some(error);
-                            }
-                            task_state.down.store(true, Ordering::Release);
+                            let mut state = lock(&task_state);
+                            state.down_since = Some(Instant::now());
+                            state.last_error = Some(error);
                         }
                         Err(RecvError::Lagged(_)) => {}
                         Err(RecvError::Closed) => break,
                     },
                     connected = reconnects.recv() => match connected {
                         Ok(_) | Err(RecvError::Lagged(_)) => {
-                            task_state.down.store(false, Ordering::Release);
+                            *lock(&task_state) = State::default();
                         }
                         Err(RecvError::Closed) => break,
                     },
@@ -89,13 +101,23 @@ impl Health {
         }
     }
 
-    /// Whether the last connection event was an error.
+    /// Whether a connection error arrived within the last moment and no
+    /// connection succeeded since.
     pub(crate) fn is_down(&self) -> bool {
-        self.state.down.load(Ordering::Acquire)
+        lock(&self.state)
+            .down_since
+            .is_some_and(|since| since.elapsed() < OVERRIDE)
     }
 
-    /// The last connection error fred reported, if any.
+    /// The last connection error fred reported since the last successful
+    /// connection, if any.
     pub(crate) fn last_error(&self) -> Option<FredError> {
-        self.state.last_error.lock().ok()?.clone()
+        lock(&self.state).last_error.clone()
     }
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    state
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }

@@ -62,9 +62,9 @@
 //! few milliseconds between a connection dropping and the first reconnection
 //! attempt; a call sent then would wait in fred's queue until the node is back.
 //! So the backend also listens to fred's connection events and refuses calls
-//! itself between a connection error and the next successful connection (for
-//! a standalone node; a cluster client has one connection per master, and
-//! relies on fred's state). The last connection error also names the cause: a
+//! itself right after a connection error, until a connection succeeds or
+//! fred's state has caught up (for a standalone node; a cluster client has
+//! one connection per master, and relies on fred's state). The last connection error also names the cause: a
 //! refused password is `Auth`, not `Connection`.
 //!
 //! The core bounds every call by its own per-node timeout and drops the
@@ -272,8 +272,9 @@ impl<C: ClientLike> FredBackend<C> {
         Err(BackendError::new(
             ErrorKind::Protocol,
             format!(
-                "{}: the script replied {value:?} where an integer was expected",
-                self.name
+                "{}: the script replied {} where an integer was expected",
+                self.name,
+                value.kind()
             ),
         ))
     }

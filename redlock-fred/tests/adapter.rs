@@ -249,6 +249,10 @@ async fn a_wrong_password_is_an_auth_error() {
     );
     let err = backend.acquire(&acquire).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
+    // Still Auth later, while fred keeps retrying with the wrong password.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let err = backend.acquire(&acquire).await.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
 
     let url = format!("redis://:right@127.0.0.1:{}", server.port);
     let backend = FredBackend::connect(&url).await.unwrap();
