@@ -25,12 +25,11 @@
 //! use redlock_redis_rs::RedisBackend;
 //! use std::time::Duration;
 //!
-//! let nodes = ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"];
-//! let backends = nodes
-//!     .iter()
-//!     .map(|url| RedisBackend::connect(*url))
-//!     .collect::<Result<Vec<_>, _>>()?; // only fails on a malformed URL
-//! let redlock = Redlock::new(backends)?;
+//! let mut nodes = Vec::new();
+//! for url in ["redis://10.0.0.1:6379", "redis://10.0.0.2:6379", "redis://10.0.0.3:6379"] {
+//!     nodes.push(RedisBackend::connect(url).await?); // lazy: fails only on a malformed URL
+//! }
+//! let redlock = Redlock::new(nodes)?;
 //!
 //! let lock = redlock.acquire(&["invoice:42"], Duration::from_secs(10)).await?;
 //! // ... work while lock.remaining_validity() lasts ...
@@ -309,17 +308,20 @@ impl RedisBackend<ConnectionManager> {
     /// `rediss://` once you enable one of redis's TLS features in your own
     /// `Cargo.toml`), with [`lock_config`].
     ///
-    /// Lazy: no connection is opened here, so this succeeds while the node is
-    /// down. It fails only on a malformed URL or, in a tokio-only build,
-    /// outside a tokio runtime.
-    pub fn connect<T: IntoConnectionInfo>(url: T) -> Result<Self, BackendError> {
-        Self::connect_with_config(url, lock_config())
+    /// Lazy: no connection is opened here, so this returns at once and
+    /// succeeds while the node is down. It fails only on a malformed URL or, in
+    /// a tokio-only build, outside a tokio runtime. It is `async` so that it
+    /// runs inside the runtime whose reactor redis-rs will use.
+    pub async fn connect(url: impl AsRef<str>) -> Result<Self, BackendError> {
+        Self::connect_with_config(url.as_ref(), lock_config()).await
     }
 
-    /// [`connect`](Self::connect) with your own [`ConnectionManagerConfig`].
-    /// Start from [`lock_config`] and keep the connection timeout and the
-    /// retries small, so a dead node answers well within the per-node timeout.
-    pub fn connect_with_config<T: IntoConnectionInfo>(
+    /// [`connect`](Self::connect) with your own [`ConnectionManagerConfig`],
+    /// and a URL or a `redis::ConnectionInfo` (for settings a URL cannot
+    /// carry). Start from [`lock_config`] and keep the connection timeout and
+    /// the retries small, so a dead node answers well within the per-node
+    /// timeout.
+    pub async fn connect_with_config<T: IntoConnectionInfo>(
         url: T,
         config: ConnectionManagerConfig,
     ) -> Result<Self, BackendError> {
@@ -345,14 +347,14 @@ impl RedisBackend<redis::cluster_async::ClusterConnection> {
     /// the cluster reshards. For other settings, build a
     /// `redis::cluster_async::ClusterConnection` yourself and wrap it with
     /// [`RedisBackend::new`].
-    pub fn connect_cluster<I>(urls: I) -> Result<Self, BackendError>
+    pub async fn connect_cluster<I>(urls: I) -> Result<Self, BackendError>
     where
         I: IntoIterator,
-        I::Item: IntoConnectionInfo,
+        I::Item: AsRef<str>,
     {
         let infos = urls
             .into_iter()
-            .map(IntoConnectionInfo::into_connection_info)
+            .map(|url| url.as_ref().into_connection_info())
             .collect::<Result<Vec<_>, _>>()
             .map_err(backend_error)?;
         let name = format!(
@@ -557,7 +559,8 @@ mod tests {
 
     #[test]
     fn malformed_url_is_an_error_not_a_panic() {
-        let err = RedisBackend::connect("nonsense://").expect_err("must fail");
+        let err = futures::executor::block_on(RedisBackend::connect("nonsense://"))
+            .expect_err("must fail");
         assert_eq!(err.kind(), ErrorKind::Other);
     }
 

@@ -25,14 +25,15 @@ impl Connector for RedisRsConnector {
     type Backend = DynBackend;
 
     async fn standalone(&self, url: &str) -> Result<Self::Backend, BackendError> {
-        Ok(Box::new(RedisBackend::connect(url)?))
+        Ok(Box::new(RedisBackend::connect(url).await?))
     }
 
     async fn cluster(&self, urls: &[String]) -> Option<Result<Self::Backend, BackendError>> {
         #[cfg(feature = "cluster")]
         {
             Some(
-                RedisBackend::connect_cluster(urls.iter().map(String::as_str))
+                RedisBackend::connect_cluster(urls)
+                    .await
                     .map(|backend| Box::new(backend) as DynBackend),
             )
         }

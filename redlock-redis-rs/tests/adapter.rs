@@ -129,6 +129,14 @@ async fn timeout<F: std::future::Future>(d: Duration, future: F) -> Result<F::Ou
     }
 }
 
+async fn connect_all(servers: &[Server]) -> Vec<RedisBackend> {
+    let mut backends = Vec::new();
+    for server in servers {
+        backends.push(RedisBackend::connect(server.url()).await.expect("connect"));
+    }
+    backends
+}
+
 fn keys(names: &[&str]) -> Vec<String> {
     names.iter().map(|s| s.to_string()).collect()
 }
@@ -192,7 +200,7 @@ async fn scripts_round_trip(backend: &RedisBackend<ConnectionManager>, server: &
 fn acquire_extend_release_and_noscript_fallback() {
     let server = Server::start(&[]);
     block_on(async {
-        let backend = RedisBackend::connect(server.url()).expect("connect");
+        let backend = RedisBackend::connect(server.url()).await.expect("connect");
         assert_eq!(backend.describe(), server.url());
 
         // A fresh node has no scripts: the first call of each falls back to EVAL.
@@ -219,7 +227,7 @@ fn acquire_extend_release_and_noscript_fallback() {
 fn custom_scripts_are_run_and_replies_checked() {
     let server = Server::start(&[]);
     block_on(async {
-        let backend = RedisBackend::connect(server.url()).expect("connect");
+        let backend = RedisBackend::connect(server.url()).await.expect("connect");
         let res = keys(&["k"]);
         let run = |text: &'static str| {
             let backend = backend.clone();
@@ -265,7 +273,9 @@ fn a_dead_node_builds_and_then_fails_fast() {
     let port = Server::nothing_at();
     block_on(async {
         let url = format!("redis://127.0.0.1:{port}");
-        let backend = RedisBackend::connect(url.as_str()).expect("lazy: no connection yet");
+        let backend = RedisBackend::connect(url.as_str())
+            .await
+            .expect("lazy: no connection yet");
         let scripts = Scripts::default();
         let res = keys(&["k"]);
         let req = Request::new(&res, "v", Duration::from_secs(1), scripts.acquire());
@@ -286,7 +296,7 @@ fn a_dead_node_builds_and_then_fails_fast() {
 fn a_killed_node_that_comes_back_is_used_again() {
     let mut server = Server::start(&[]);
     block_on(async {
-        let backend = RedisBackend::connect(server.url()).expect("connect");
+        let backend = RedisBackend::connect(server.url()).await.expect("connect");
         let scripts = Scripts::default();
         let res = keys(&["k"]);
         let req = Request::new(&res, "v", Duration::from_secs(10), scripts.acquire());
@@ -321,7 +331,7 @@ fn a_killed_node_that_comes_back_is_used_again() {
 fn calls_dropped_in_flight_do_not_shift_replies() {
     let server = Server::start(&[]);
     block_on(async {
-        let backend = RedisBackend::connect(server.url()).expect("connect");
+        let backend = RedisBackend::connect(server.url()).await.expect("connect");
         let scripts = Scripts::default();
         let one = keys(&["x"]);
         let two = keys(&["{y}1", "{y}2"]);
@@ -377,12 +387,13 @@ fn auth_errors_and_password_free_names() {
         let res = keys(&["k"]);
         let req = Request::new(&res, "v", Duration::from_secs(1), scripts.acquire());
 
-        let anonymous = RedisBackend::connect(server.url()).expect("connect");
+        let anonymous = RedisBackend::connect(server.url()).await.expect("connect");
         let err = anonymous.acquire(&req).await.expect_err("no password");
         assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
 
         let wrong = format!("redis://:nope@127.0.0.1:{}", server.port);
         let err = RedisBackend::connect(wrong)
+            .await
             .expect("connect")
             .acquire(&req)
             .await
@@ -390,7 +401,7 @@ fn auth_errors_and_password_free_names() {
         assert_eq!(err.kind(), ErrorKind::Auth, "{err}");
 
         let right = format!("redis://:s3cret@127.0.0.1:{}", server.port);
-        let backend = RedisBackend::connect(right).expect("connect");
+        let backend = RedisBackend::connect(right).await.expect("connect");
         assert_eq!(
             backend.acquire(&req).await.expect("auth"),
             Reply::applied(1)
@@ -405,11 +416,12 @@ fn a_redlock_over_three_nodes_with_one_down() {
     let servers = [Server::start(&[]), Server::start(&[])];
     let dead = Server::nothing_at();
     block_on(async {
-        let mut backends: Vec<_> = servers
-            .iter()
-            .map(|s| RedisBackend::connect(s.url()).expect("connect"))
-            .collect();
-        backends.push(RedisBackend::connect(format!("redis://127.0.0.1:{dead}")).expect("lazy"));
+        let mut backends = connect_all(&servers).await;
+        backends.push(
+            RedisBackend::connect(format!("redis://127.0.0.1:{dead}"))
+                .await
+                .expect("lazy"),
+        );
         let redlock = Redlock::builder(backends)
             .retry_count(0)
             .build()
@@ -431,11 +443,12 @@ fn a_redlock_over_three_nodes_with_one_down_under_smol() {
     let servers = [Server::start(&[]), Server::start(&[])];
     let dead = Server::nothing_at();
     smol::block_on(async {
-        let mut backends: Vec<_> = servers
-            .iter()
-            .map(|s| RedisBackend::connect(s.url()).expect("connect"))
-            .collect();
-        backends.push(RedisBackend::connect(format!("redis://127.0.0.1:{dead}")).expect("lazy"));
+        let mut backends = connect_all(&servers).await;
+        backends.push(
+            RedisBackend::connect(format!("redis://127.0.0.1:{dead}"))
+                .await
+                .expect("lazy"),
+        );
         let redlock = Redlock::builder(backends)
             .retry_count(0)
             .build()
@@ -456,7 +469,7 @@ fn a_redlock_over_three_nodes_with_one_down_under_smol() {
 fn works_under_futures_executor() {
     let server = Server::start(&[]);
     futures::executor::block_on(async {
-        let backend = RedisBackend::connect(server.url()).expect("connect");
+        let backend = RedisBackend::connect(server.url()).await.expect("connect");
         scripts_round_trip(&backend, &server).await;
     });
 }
@@ -465,10 +478,7 @@ fn works_under_futures_executor() {
 fn fencing_tokens_rise_across_owners() {
     let servers = [Server::start(&[]), Server::start(&[]), Server::start(&[])];
     block_on(async {
-        let backends: Vec<_> = servers
-            .iter()
-            .map(|s| RedisBackend::connect(s.url()).expect("connect"))
-            .collect();
+        let backends = connect_all(&servers).await;
         let redlock = Redlock::builder(backends)
             .retry_count(0)
             .fencing(true)
@@ -498,13 +508,14 @@ fn fencing_tokens_rise_across_owners() {
 #[cfg(all(feature = "tokio", not(feature = "smol")))]
 #[test]
 fn tokio_only_builds_refuse_construction_outside_a_runtime() {
-    let err = RedisBackend::connect("redis://127.0.0.1:6379").expect_err("no runtime");
+    use futures::executor::block_on;
+    let err = block_on(RedisBackend::connect("redis://127.0.0.1:6379")).expect_err("no runtime");
     assert_eq!(err.kind(), ErrorKind::Other);
     assert!(err.message().contains("tokio runtime"), "{err}");
     #[cfg(feature = "cluster")]
     {
-        let err =
-            RedisBackend::connect_cluster(["redis://127.0.0.1:6379"]).expect_err("no runtime");
+        let err = block_on(RedisBackend::connect_cluster(["redis://127.0.0.1:6379"]))
+            .expect_err("no runtime");
         assert!(err.message().contains("tokio runtime"), "{err}");
     }
 }
@@ -517,7 +528,8 @@ fn a_dead_cluster_builds_and_then_fails() {
     let seeds = [Server::nothing_at(), Server::nothing_at()];
     block_on(async {
         let urls = seeds.map(|p| format!("redis://127.0.0.1:{p}"));
-        let backend = RedisBackend::connect_cluster(urls.iter().map(String::as_str))
+        let backend = RedisBackend::connect_cluster(&urls)
+            .await
             .expect("lazy: no connection yet");
         assert!(backend.describe().starts_with("redis-cluster["));
         let scripts = Scripts::default();
@@ -549,7 +561,9 @@ fn a_restarted_cluster_master_is_used_again() {
     let cluster = RedisCluster::start(3).expect("a 3-master cluster");
     let probe = cluster.probe();
     block_on(async {
-        let backend = RedisBackend::connect_cluster(cluster.urls()).expect("connect");
+        let backend = RedisBackend::connect_cluster(cluster.urls())
+            .await
+            .expect("connect");
         let scripts = Scripts::default();
         let res = keys(&["{restart}k"]);
         let owner = probe.owner_of("{restart}k");
@@ -588,12 +602,8 @@ fn a_restarted_cluster_master_is_used_again() {
 fn wake_on_release_cuts_the_wait_short() {
     let servers = [Server::start(&[]), Server::start(&[]), Server::start(&[])];
     block_on(async {
-        let redlock = |_| {
-            let backends: Vec<_> = servers
-                .iter()
-                .map(|s| RedisBackend::connect(s.url()).expect("connect"))
-                .collect();
-            Redlock::builder(backends)
+        let redlock = || async {
+            Redlock::builder(connect_all(&servers).await)
                 .retry_count(5)
                 .retry_delay(Duration::from_secs(3))
                 .retry_jitter(Duration::ZERO)
@@ -601,7 +611,7 @@ fn wake_on_release_cuts_the_wait_short() {
                 .build()
                 .expect("build")
         };
-        let (holder, waiter) = (redlock(0), redlock(1));
+        let (holder, waiter) = (redlock().await, redlock().await);
         let lock = holder
             .acquire(&["wake"], Duration::from_secs(10))
             .await
