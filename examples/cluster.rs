@@ -29,8 +29,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     lock.release().await?;
 
     // No common tag: the keys hash to different slots and Redis refuses.
-    match redlock.acquire(&["invoice:42", "ledger:42"], Duration::from_secs(5)).await {
-        Err(Error::Rejected(failure)) if failure.rejection().map(|e| e.kind()) == Some(ErrorKind::CrossSlot) => {
+    match redlock
+        .acquire(&["invoice:42", "ledger:42"], Duration::from_secs(5))
+        .await
+    {
+        Err(Error::Rejected(failure))
+            if failure.rejection().map(|e| e.kind()) == Some(ErrorKind::CrossSlot) =>
+        {
             println!("without a hash tag: {}", Error::Rejected(failure));
         }
         other => println!("unexpected: {other:?}"),

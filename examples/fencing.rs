@@ -24,7 +24,10 @@ impl FencedStore {
             return Err(format!("stale token {token} < {}: write refused", *highest));
         }
         *highest = token;
-        self.rows.lock().map_err(|e| e.to_string())?.push(row.to_owned());
+        self.rows
+            .lock()
+            .map_err(|e| e.to_string())?
+            .push(row.to_owned());
         Ok(())
     }
 }
@@ -37,13 +40,17 @@ async fn main() -> Result<(), Error> {
     let store = FencedStore::default();
 
     // Client A takes the lock, then stalls (GC pause, swap...) past its TTL.
-    let a = redlock.acquire(&["ledger:7"], Duration::from_millis(200)).await?;
+    let a = redlock
+        .acquire(&["ledger:7"], Duration::from_millis(200))
+        .await?;
     let token_a = a.fencing_token().unwrap_or_default();
     println!("A holds ledger:7 with token {token_a}");
     tokio::time::sleep(Duration::from_millis(250)).await;
 
     // Client B acquires the expired lock and writes.
-    let b = redlock.acquire(&["ledger:7"], Duration::from_millis(200)).await?;
+    let b = redlock
+        .acquire(&["ledger:7"], Duration::from_millis(200))
+        .await?;
     let token_b = b.fencing_token().unwrap_or_default();
     println!("B holds ledger:7 with token {token_b}");
     println!("B writes: {:?}", store.write(token_b, "from B"));

@@ -20,8 +20,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         nodes.push(FredBackend::connect(url).await?);
     }
     let redlock = Redlock::new(nodes)?;
-    let lock = redlock.acquire(&["fred:example"], Duration::from_secs(5)).await?;
-    println!("locked through fred on {} node(s)", redlock.membership_size());
+    let lock = redlock
+        .acquire(&["fred:example"], Duration::from_secs(5))
+        .await?;
+    println!(
+        "locked through fred on {} node(s)",
+        redlock.membership_size()
+    );
     lock.release().await?;
     Ok(())
 }

@@ -29,7 +29,11 @@ async fn nightly_job(signal: AbortSignal) -> Result<u32, Error> {
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     println!("using the embedded in-process backend (MemoryBackend x 3)");
-    let nodes = [MemoryBackend::new(), MemoryBackend::new(), MemoryBackend::new()];
+    let nodes = [
+        MemoryBackend::new(),
+        MemoryBackend::new(),
+        MemoryBackend::new(),
+    ];
     let redlock = Redlock::builder(nodes.clone())
         // Extend when less than 300 ms of validity is left.
         .automatic_extension_threshold(Duration::from_millis(300))
@@ -39,6 +43,9 @@ async fn main() -> Result<(), Error> {
     let batches = redlock
         .using(&["job:nightly"], Duration::from_millis(600), nightly_job)
         .await?;
-    println!("job finished {batches} batches; lock released: {}", nodes.iter().all(MemoryBackend::is_empty));
+    println!(
+        "job finished {batches} batches; lock released: {}",
+        nodes.iter().all(MemoryBackend::is_empty)
+    );
     Ok(())
 }

@@ -449,7 +449,7 @@ impl Redlock {
             confirm.outcome = AttemptOutcome::TooSlow;
         }
         let held = confirm.outcome == AttemptOutcome::Succeeded;
-        attempts.push(confirm, settings.attempt_history);
+        attempts.push_round(confirm, settings.attempt_history);
         held.then_some((expiration, Some(token)))
     }
 

@@ -46,7 +46,10 @@ impl Runtime for NeutralRuntime {
     }
 }
 
-/// tokio's timer. The calls must run inside a tokio runtime with time enabled.
+/// tokio's timer, inside a tokio runtime. Outside one (a smol or async-std
+/// executor in the same binary, where feature unification turned the `tokio`
+/// feature on) it falls back to [`NeutralRuntime`]'s timer instead of
+/// panicking.
 #[cfg(feature = "tokio")]
 #[derive(Clone, Copy, Debug, Default)]
 pub struct TokioRuntime;
@@ -58,7 +61,10 @@ impl Runtime for TokioRuntime {
     }
 
     fn sleep(&self, duration: Duration) -> Sleep {
-        Box::pin(tokio::time::sleep(duration))
+        match tokio::runtime::Handle::try_current() {
+            Ok(_) => Box::pin(tokio::time::sleep(duration)),
+            Err(_) => NeutralRuntime.sleep(duration),
+        }
     }
 }
 

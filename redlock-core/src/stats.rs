@@ -174,13 +174,24 @@ pub struct Attempts {
 impl Attempts {
     pub(crate) fn push(&mut self, attempt: Attempt, keep: usize) {
         self.total += 1;
+        self.keep(attempt, keep);
+    }
+
+    /// Records a further round of the same attempt (a fenced acquire's
+    /// write-back): kept in the history, not counted as another attempt.
+    pub(crate) fn push_round(&mut self, attempt: Attempt, keep: usize) {
+        self.keep(attempt, keep);
+    }
+
+    fn keep(&mut self, attempt: Attempt, keep: usize) {
         while self.recent.len() >= keep.max(1) {
             self.recent.pop_front();
         }
         self.recent.push_back(attempt);
     }
 
-    /// Attempts made in all, including those no longer kept.
+    /// Attempts made in all, including those no longer kept. A fenced
+    /// acquisition's write-back round is part of its attempt, not another one.
     pub fn total(&self) -> u64 {
         self.total
     }

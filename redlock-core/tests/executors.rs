@@ -65,3 +65,23 @@ fn runs_on_a_multi_threaded_tokio_runtime() {
         .unwrap();
     rt.block_on(flow()).unwrap();
 }
+
+#[cfg(feature = "tokio")]
+#[test]
+fn the_tokio_runtime_falls_back_outside_tokio() {
+    // Feature unification can turn `tokio` on in a smol program: the default
+    // runtime is then TokioRuntime, which must not panic outside tokio.
+    let nodes = [MemoryBackend::new()];
+    let redlock = Redlock::builder(nodes)
+        .runtime(redlock_core::TokioRuntime)
+        .build()
+        .unwrap();
+    smol::block_on(async {
+        redlock_core::Runtime::sleep(&redlock_core::TokioRuntime, Duration::from_millis(5)).await;
+        let lock = redlock
+            .acquire(&["r"], Duration::from_millis(300))
+            .await
+            .unwrap();
+        lock.release().await.unwrap();
+    });
+}

@@ -23,9 +23,16 @@
 //! A backend for a new Redis client is three steps and one macro call.
 //!
 //! **1. Implement [`LockBackend`]** in your crate: run [`Request::script`](redlock_core::Request::script)
-//! by `EVALSHA` (falling back to `EVAL` on `NOSCRIPT`) with
-//! `KEYS = request.resources()` and `ARGV = [request.value(), request.ttl_millis()]`,
-//! answer [`Reply::from_script_integer`](redlock_core::Reply::from_script_integer), and map every client error to a
+//! by `EVALSHA` with its precomputed `sha1()` (falling back to `EVAL` on
+//! `NOSCRIPT`) with `KEYS = request.keys()` (the resources, then any extra
+//! keys: the fence counters of a fenced acquire) and
+//! `ARGV = [request.value(), request.ttl_millis()]` followed by
+//! `request.extra_args()` (the token of a fence write-back, the channels of a
+//! publishing release); answer [`Reply::from_script_integer`](redlock_core::Reply::from_script_integer)
+//! for an integer reply and [`Reply::from_script_pair`](redlock_core::Reply::from_script_pair)
+//! for a two-integer array (the fenced acquire). Implement `fence` the same
+//! way as `acquire`; `watch_releases` is optional (see
+//! [`redlock_core::wake::ReleaseHub`]). Map every client error to a
 //! [`BackendError`] of the closest [`ErrorKind`](redlock_core::ErrorKind) (refused connection:
 //! `Connection`; `CROSSSLOT`: `CrossSlot`; `NOAUTH`/`WRONGPASS`: `Auth`; ...).
 //! Connect lazily: a node that is down must fail its calls, not the
@@ -96,6 +103,8 @@ use redlock_core::{async_trait, BackendError, LockBackend};
 
 pub mod conformance;
 pub mod probe;
+#[cfg(feature = "tokio")]
+pub mod proxy;
 pub mod server;
 
 /// How the conformance suite reaches the backend under test. An adapter's

@@ -1,0 +1,1 @@
+//! The chaos runner (being written).
