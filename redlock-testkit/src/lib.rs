@@ -212,6 +212,8 @@ macro_rules! conformance_tests {
             majority_held_5 => majority_held(5),
             majority_killed_3 => majority_killed(3),
             majority_killed_5 => majority_killed(5),
+            fencing_race_3 => fencing_race(3),
+            fencing_race_5 => fencing_race(5),
         );
     };
     (@cases ($connector:expr) ($block_on:expr) $($case:ident),* $(,)?) => {$(

@@ -1485,6 +1485,124 @@ pub async fn fencing_tokens<C: Connector>(connector: &C) {
     case.finish();
 }
 
+/// Fencing tokens raced for by several owners on `n` independent nodes, with
+/// persistence on: tokens must strictly increase in the order the critical
+/// sections ran, through three phases: a node whose counter is far ahead is
+/// down (its stale high counter is outside every quorum); it comes back while
+/// a minority of the others is down; that minority comes back with counters
+/// behind. Skipped (with a note) when the backend answers `Unsupported`.
+pub async fn fencing_race<C: Connector>(connector: &C, n: usize) {
+    const OWNERS: usize = 4;
+    const ROUNDS: usize = 4;
+    let options = NodeOptions {
+        persistence: true,
+        ..NodeOptions::default()
+    };
+    let case = Case::start_with("fencing_race", n, options);
+    let key = case.key("resource");
+    let fence = redlock_core::keys::fence_key(&key);
+    let order = std::sync::Mutex::new(Vec::<(usize, u64)>::new());
+    let inside = AtomicBool::new(false);
+
+    let race = |phase: usize| {
+        let (key, order, inside) = (&key, &order, &inside);
+        let case = &case;
+        async move {
+            let mut owners = Vec::with_capacity(OWNERS);
+            for _ in 0..OWNERS {
+                owners.push(build(
+                    case.builder(connector)
+                        .await
+                        .fencing(true)
+                        .retry_count(RetryCount::Limited(500))
+                        .retry_delay(Duration::from_millis(4))
+                        .retry_jitter(Duration::from_millis(3)),
+                ));
+            }
+            let work = owners.iter().map(|owner| async move {
+                for _ in 0..ROUNDS {
+                    let lock = match owner.acquire(&[key], Duration::from_secs(5)).await {
+                        Err(e) if is_unsupported(&e) => return false,
+                        result => expect_lock(result, "a fenced acquire in the race"),
+                    };
+                    assert!(!inside.swap(true, Ordering::SeqCst), "two owners at once");
+                    let token = lock.fencing_token().expect("a fenced lock carries a token");
+                    order
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push((phase, token));
+                    sleep(Duration::from_millis(1)).await;
+                    inside.store(false, Ordering::SeqCst);
+                    lock.release().await.expect("release");
+                }
+                true
+            });
+            within(Duration::from_secs(60), "the fencing race", join_all(work))
+                .await
+                .into_iter()
+                .all(|supported| supported)
+        }
+    };
+
+    // Phase 1: node 0 holds a stale, far-ahead counter, and is down.
+    case.probe(0)
+        .query::<()>(redis::cmd("SET").arg(&fence).arg(1000));
+    case.nodes[0].kill();
+    if !race(1).await {
+        eprintln!("note: case `fencing_race` skipped: the backend does not implement fencing");
+        case.nodes[0].restart().expect("restart node 0");
+        case.probe(0).del(&fence);
+        case.finish();
+        return;
+    }
+    // Phase 2: it comes back (persistence kept its counter), and a minority
+    // of the other nodes goes down: tokens must jump past 1000.
+    case.nodes[0].restart().expect("restart node 0");
+    let minority = 1..=(n - 1) / 2;
+    for i in minority.clone() {
+        case.nodes[i].kill();
+    }
+    race(2).await;
+    // Phase 3: the minority comes back with counters behind (it missed the
+    // write-backs of phase 2).
+    for i in minority {
+        case.nodes[i].restart().expect("restart a node");
+    }
+    race(3).await;
+
+    let order = order.into_inner().unwrap_or_else(|e| e.into_inner());
+    assert_eq!(
+        order.len(),
+        3 * OWNERS * ROUNDS,
+        "every owner got every round"
+    );
+    for pair in order.windows(2) {
+        assert!(
+            pair[0].1 < pair[1].1,
+            "tokens must strictly increase in critical-section order: {pair:?} in {order:?}"
+        );
+    }
+    let (phase1_max, phase2_min) = (
+        order.iter().filter(|(p, _)| *p == 1).map(|(_, t)| *t).max(),
+        order.iter().filter(|(p, _)| *p == 2).map(|(_, t)| *t).min(),
+    );
+    assert!(
+        phase1_max < Some(1000),
+        "with the far-ahead node down, its counter is outside every quorum: {order:?}"
+    );
+    assert!(
+        phase2_min > Some(1000),
+        "once it is back in a quorum, tokens pass its counter: {order:?}"
+    );
+    // The counters are permanent by design; this case removes its own.
+    for (i, node) in case.nodes.iter().enumerate() {
+        if node.is_running() {
+            case.probe(i).del(&fence);
+        }
+    }
+    case.finish();
+}
+
 /// Wake-on-release on 3 nodes (`Settings::wake_on_release`): a waiter whose
 /// retry delay is 5 s acquires promptly when the holder releases, woken by
 /// the release rather than its timer. Skipped (with a note) when the backend's
