@@ -16,14 +16,19 @@ fi
 echo "==> $(redis-server --version)"
 
 start=$(date +%s)
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy (all targets, all features, -D warnings)"
 cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
 echo "==> cargo test (workspace, all features)"
-cargo test --workspace --all-features
+cargo test --workspace --all-features 2>&1 | tee -a "$log"
 echo "==> redlock-core alone, with no runtime feature"
-cargo test -p redlock-core --quiet
+cargo test -p redlock-core --quiet 2>&1 | tee -a "$log"
 echo "==> the quickstart example on the embedded default"
 cargo run --quiet --example quickstart
 echo "==> suite finished in $(( $(date +%s) - start )) s"
+# One closing line over every cargo test summary above.
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i) ~ /^passed;?$/) p += $(i-1); if ($(i) ~ /^failed;?$/) f += $(i-1); if ($(i) ~ /^ignored;?$/) s += $(i-1) } }
+     END { printf "summary: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
