@@ -366,6 +366,12 @@ impl RedisBackend<redis::cluster_async::ClusterConnection> {
                 .join(", ")
         );
         check_runtime()?;
+        // Classic pub/sub messages travel the cluster bus to every node, so a
+        // pattern subscription on the first seed node hears every release.
+        // If that node is down, waiters fall back to their retry delay.
+        let releases = infos
+            .first()
+            .map(|info| Arc::new(wake::ReleaseWatch::new(info, &lock_config())));
         let client = redis::cluster::ClusterClient::builder(infos)
             .connection_timeout(CONNECTION_TIMEOUT)
             .response_timeout(RESPONSE_TIMEOUT)
@@ -380,7 +386,9 @@ impl RedisBackend<redis::cluster_async::ClusterConnection> {
             .set_connection_timeout(CONNECTION_TIMEOUT)
             .set_response_timeout(RESPONSE_TIMEOUT);
         let conn = client.get_pending_async_connection_with_config(config);
-        Ok(RedisBackend::new(conn, name))
+        let mut backend = RedisBackend::new(conn, name);
+        backend.releases = releases;
+        Ok(backend)
     }
 }
 
@@ -445,8 +453,8 @@ where
             Some(watch) => watch.watch(channels, waker).await,
             None => Err(BackendError::new(
                 ErrorKind::Unsupported,
-                "wake-on-release needs a backend built by RedisBackend::connect (one built \
-                 from a connection, or a cluster backend, falls back to the retry delay)",
+                "wake-on-release needs a backend built by RedisBackend::connect or \
+                 connect_cluster (one built from a connection falls back to the retry delay)",
             )),
         }
     }

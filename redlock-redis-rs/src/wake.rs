@@ -1,4 +1,4 @@
-//! Wake-on-release for standalone nodes: one pattern subscription per backend.
+//! Wake-on-release: one pattern subscription per backend.
 //!
 //! With [`Settings::wake_on_release`](redlock_core::Settings::wake_on_release),
 //! a release publishes on `redlock:released:<resource>` (the core's release
@@ -7,7 +7,9 @@
 //! [watch](redlock_core::LockBackend::watch_releases) those channels.
 //!
 //! A backend built by [`RedisBackend::connect`](crate::RedisBackend::connect)
-//! answers by opening, on the first watch, a second connection to its node.
+//! answers by opening, on the first watch, a second connection to its node (a
+//! cluster backend: to its first seed node; classic pub/sub messages reach
+//! every node of a cluster over the cluster bus).
 //! That connection speaks RESP3, so that redis-rs can deliver published
 //! messages as pushes to a callback without a task of ours. It subscribes
 //! once, with `PSUBSCRIBE redlock:released:*`. Each message is handed to a

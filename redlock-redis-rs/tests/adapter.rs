@@ -634,3 +634,55 @@ fn wake_on_release_cuts_the_wait_short() {
         got.release().await.expect("release");
     });
 }
+
+/// Wake-on-release on a Redis Cluster: the release is published by the slot's
+/// master and heard through the subscription on the first seed node.
+#[cfg(feature = "cluster")]
+#[test]
+fn wake_on_release_on_a_cluster() {
+    use redlock_testkit::server::RedisCluster;
+    let cluster = RedisCluster::start(3).expect("a 3-master cluster");
+    // A key whose slot is NOT served by the first seed node, so the message
+    // must cross the cluster bus to reach the subscription.
+    let probe = cluster.probe();
+    let key = (0..100)
+        .map(|i| format!("{{wake{i}}}k"))
+        .find(|k| probe.owner_of(k) != 0)
+        .expect("some key lives on another master");
+    block_on(async {
+        let redlock = || async {
+            let backend = RedisBackend::connect_cluster(cluster.urls())
+                .await
+                .expect("connect");
+            Redlock::builder([backend])
+                .retry_count(5)
+                .retry_delay(Duration::from_secs(3))
+                .retry_jitter(Duration::ZERO)
+                .wake_on_release(true)
+                .build()
+                .expect("build")
+        };
+        let (holder, waiter) = (redlock().await, redlock().await);
+        let resources = [key.as_str()];
+        let lock = holder
+            .acquire(&resources, Duration::from_secs(10))
+            .await
+            .expect("holder");
+        let release_later = async {
+            sleep(Duration::from_millis(300)).await;
+            lock.release().await.expect("release");
+        };
+        let started = Instant::now();
+        let (got, ()) = futures::join!(
+            waiter.acquire(&resources, Duration::from_secs(10)),
+            release_later
+        );
+        let waited = started.elapsed();
+        let got = got.expect("the waiter gets the lock after the release");
+        assert!(
+            waited < Duration::from_millis(1500),
+            "woken on release across the cluster bus, not after the 3 s retry delay: waited {waited:?}"
+        );
+        got.release().await.expect("release");
+    });
+}
