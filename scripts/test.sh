@@ -22,6 +22,8 @@ echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy (all targets, all features, -D warnings)"
 cargo clippy --workspace --all-targets --all-features --quiet -- -D warnings
+echo "==> cargo doc (workspace, -D warnings)"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --all-features --no-deps --quiet
 echo "==> cargo test (workspace, all features)"
 cargo test --workspace --all-features 2>&1 | tee -a "$log"
 echo "==> redlock-core alone, with no runtime feature"
