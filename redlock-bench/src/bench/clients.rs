@@ -1,0 +1,288 @@
+//! The implementations under test, behind one small enum so that every
+//! workload drives them through the same code.
+
+use std::time::Duration;
+
+use futures::future::join_all;
+use rand::RngExt;
+use redis::aio::MultiplexedConnection;
+use redlock_core::{Error, Lock, Redlock, TokioRuntime};
+use redlock_fred::FredBackend;
+use redlock_redis_rs::RedisBackend;
+
+use super::BenchError;
+
+/// An implementation, as the tables and the JSON name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Impl {
+    /// Ours, through the redis-rs adapter.
+    Ours,
+    /// Ours, through the fred adapter.
+    Fred,
+    /// The `redis` crate used directly: the floor.
+    Floor,
+    /// rslock 0.10.
+    Rslock,
+    /// Ours (redis-rs) with wake-on-release (contended workload only).
+    OursWake,
+    /// Ours (fred) with wake-on-release (contended workload only).
+    FredWake,
+}
+
+impl Impl {
+    /// Every implementation, in table order.
+    pub const ALL: [Impl; 6] = [
+        Impl::Ours,
+        Impl::Fred,
+        Impl::Floor,
+        Impl::Rslock,
+        Impl::OursWake,
+        Impl::FredWake,
+    ];
+
+    /// The JSON key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Impl::Ours => "ours",
+            Impl::Fred => "fred",
+            Impl::Floor => "floor",
+            Impl::Rslock => "rslock",
+            Impl::OursWake => "ours_wake",
+            Impl::FredWake => "fred_wake",
+        }
+    }
+
+    /// The name in the tables.
+    pub fn label(self) -> &'static str {
+        match self {
+            Impl::Ours => "ours (redis-rs)",
+            Impl::Fred => "ours (fred)",
+            Impl::Floor => "floor (redis-rs direct)",
+            Impl::Rslock => "rslock 0.10",
+            Impl::OursWake => "ours (redis-rs) + wake",
+            Impl::FredWake => "ours (fred) + wake",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Option<Impl> {
+        Impl::ALL.into_iter().find(|i| i.key() == s)
+    }
+
+    /// Whether the contended workload runs it (the floor has no retry
+    /// policy; wake-on-release only matters there).
+    pub(crate) fn contends(self) -> bool {
+        self != Impl::Floor
+    }
+
+    /// Whether the uncontended workloads run it.
+    pub(crate) fn uncontended(self) -> bool {
+        !matches!(self, Impl::OursWake | Impl::FredWake)
+    }
+}
+
+/// A connected implementation.
+pub(crate) enum Client {
+    Ours(Redlock),
+    Floor(Floor),
+    Rslock(rslock::LockManager),
+}
+
+/// A held lock of any implementation.
+pub(crate) enum Held {
+    Ours(Lock),
+    Floor(String),
+    Rslock(rslock::Lock),
+}
+
+/// Why one acquisition did not return a lock.
+#[derive(Debug)]
+pub(crate) enum Miss {
+    /// Held by someone else (ours: `Error::Held`; rslock: `Unavailable`;
+    /// floor: no quorum of `SET NX`).
+    Held,
+    /// Anything else.
+    Failed(String),
+}
+
+impl std::fmt::Display for Miss {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Miss::Held => f.write_str("held by another owner"),
+            Miss::Failed(e) => f.write_str(e),
+        }
+    }
+}
+
+impl Client {
+    /// Connects `which` to the nodes at `urls`.
+    pub(crate) async fn connect(which: Impl, urls: &[String]) -> Result<Client, BenchError> {
+        let fail = |e: &dyn std::fmt::Display| {
+            BenchError::new(format!("{}: cannot connect: {e}", which.label()))
+        };
+        match which {
+            Impl::Ours | Impl::OursWake => {
+                let mut backends = Vec::with_capacity(urls.len());
+                for url in urls {
+                    backends.push(RedisBackend::connect(url).await.map_err(|e| fail(&e))?);
+                }
+                Redlock::builder(backends)
+                    .runtime(TokioRuntime)
+                    .wake_on_release(which == Impl::OursWake)
+                    .build()
+                    .map(Client::Ours)
+                    .map_err(|e| fail(&e))
+            }
+            Impl::Fred | Impl::FredWake => {
+                let mut backends = Vec::with_capacity(urls.len());
+                for url in urls {
+                    backends.push(FredBackend::connect(url).await.map_err(|e| fail(&e))?);
+                }
+                Redlock::builder(backends)
+                    .runtime(TokioRuntime)
+                    .wake_on_release(which == Impl::FredWake)
+                    .build()
+                    .map(Client::Ours)
+                    .map_err(|e| fail(&e))
+            }
+            Impl::Floor => Floor::connect(urls)
+                .await
+                .map(Client::Floor)
+                .map_err(|e| fail(&e)),
+            // rslock's defaults: 3 tries, a uniform 0..200 ms delay between them.
+            Impl::Rslock => Ok(Client::Rslock(rslock::LockManager::new(urls.to_vec()))),
+        }
+    }
+
+    /// One acquisition, with the implementation's own retry policy.
+    pub(crate) async fn acquire(&self, key: &str, ttl: Duration) -> Result<Held, Miss> {
+        match self {
+            Client::Ours(redlock) => match redlock.acquire(&[key], ttl).await {
+                Ok(lock) => Ok(Held::Ours(lock)),
+                Err(Error::Held(_)) => Err(Miss::Held),
+                Err(e) => Err(Miss::Failed(e.to_string())),
+            },
+            Client::Floor(floor) => floor.acquire(key, ttl).await.map(Held::Floor),
+            Client::Rslock(manager) => match manager.lock(key, ttl).await {
+                Ok(lock) => Ok(Held::Rslock(lock)),
+                Err(rslock::LockError::Unavailable) => Err(Miss::Held),
+                Err(e) => Err(Miss::Failed(e.to_string())),
+            },
+        }
+    }
+
+    /// Acquires, retrying until it holds the lock (rslock: its own
+    /// `acquire_no_guard` loop). Returns the lock and how many calls ran out
+    /// of retries or failed on the way.
+    pub(crate) async fn acquire_until(&self, key: &str, ttl: Duration) -> (Held, u64) {
+        if let Client::Rslock(manager) = self {
+            loop {
+                // Loops by itself on Unavailable; only a TTL too large ends it.
+                match manager.acquire_no_guard(key, ttl).await {
+                    Ok(lock) => return (Held::Rslock(lock), 0),
+                    Err(_) => tokio::task::yield_now().await,
+                }
+            }
+        }
+        let mut gave_up = 0;
+        loop {
+            match self.acquire(key, ttl).await {
+                Ok(held) => return (held, gave_up),
+                Err(_) => gave_up += 1,
+            }
+        }
+    }
+
+    /// Releases a lock this client acquired.
+    pub(crate) async fn release(&self, held: Held, key: &str) -> Result<(), String> {
+        match (self, held) {
+            (Client::Ours(_), Held::Ours(lock)) => {
+                lock.release().await.map(drop).map_err(|e| e.to_string())
+            }
+            (Client::Floor(floor), Held::Floor(value)) => floor.release(key, &value).await,
+            (Client::Rslock(manager), Held::Rslock(lock)) => {
+                manager.unlock(&lock).await;
+                Ok(())
+            }
+            _ => Err("a lock released through another implementation".to_owned()),
+        }
+    }
+}
+
+/// The floor: one multiplexed connection per node, `SET NX PX` to all in
+/// parallel, then compare-and-delete by `EVALSHA` to all in parallel.
+pub(crate) struct Floor {
+    conns: Vec<MultiplexedConnection>,
+    quorum: usize,
+    sha: String,
+}
+
+/// Deletes the key only if it holds our value.
+const FLOOR_RELEASE: &str = r#"if redis.call("GET", KEYS[1]) == ARGV[1] then
+  return redis.call("DEL", KEYS[1])
+end
+return 0
+"#;
+
+impl Floor {
+    async fn connect(urls: &[String]) -> Result<Floor, redis::RedisError> {
+        let mut conns = Vec::with_capacity(urls.len());
+        let mut sha = String::new();
+        for url in urls {
+            let client = redis::Client::open(url.as_str())?;
+            let mut conn = client.get_multiplexed_async_connection().await?;
+            sha = redis::cmd("SCRIPT")
+                .arg("LOAD")
+                .arg(FLOOR_RELEASE)
+                .query_async(&mut conn)
+                .await?;
+            conns.push(conn);
+        }
+        Ok(Floor {
+            quorum: conns.len() / 2 + 1,
+            conns,
+            sha,
+        })
+    }
+
+    async fn acquire(&self, key: &str, ttl: Duration) -> Result<String, Miss> {
+        let value = format!("{:032x}", rand::rng().random::<u128>());
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let replies = join_all(self.conns.iter().map(|conn| {
+            let mut conn = conn.clone();
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(key).arg(&value).arg("NX").arg("PX").arg(ttl_ms);
+            async move { cmd.query_async::<redis::Value>(&mut conn).await }
+        }))
+        .await;
+        let set = replies
+            .iter()
+            .filter(|r| matches!(r, Ok(redis::Value::Okay)))
+            .count();
+        if set >= self.quorum {
+            return Ok(value);
+        }
+        let _ = self.release(key, &value).await;
+        let errors: Vec<String> = replies
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        if errors.len() > self.conns.len() - self.quorum {
+            return Err(Miss::Failed(errors.join("; ")));
+        }
+        Err(Miss::Held)
+    }
+
+    async fn release(&self, key: &str, value: &str) -> Result<(), String> {
+        let replies = join_all(self.conns.iter().map(|conn| {
+            let mut conn = conn.clone();
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(&self.sha).arg(1).arg(key).arg(value);
+            async move { cmd.query_async::<redis::Value>(&mut conn).await }
+        }))
+        .await;
+        match replies.into_iter().find_map(Result::err) {
+            Some(e) => Err(e.to_string()),
+            None => Ok(()),
+        }
+    }
+}

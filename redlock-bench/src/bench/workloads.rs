@@ -1,0 +1,501 @@
+//! The three workloads and the allocation probe, run on one set of nodes.
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::join_all;
+use redis::aio::MultiplexedConnection;
+
+use super::clients::{Client, Impl};
+use super::measure::{self, cpu_time, cpu_time_of, quantile};
+use super::report::Results;
+use super::{BenchError, Options, Workload};
+
+/// TTL of the uncontended workloads' locks (long against a cycle; every lock
+/// is released, so none expires).
+const TTL: Duration = Duration::from_secs(5);
+
+/// Cycles of each implementation before the allocation probe counts.
+const ALLOC_WARMUP_CYCLES: usize = 300;
+
+/// Runs the warm-up, the allocation probe and every rep on the nodes at `urls`.
+pub(crate) async fn bench_nodes(
+    options: &Options,
+    urls: &[String],
+    pids: &[u32],
+    results: &mut Results,
+    progress: &mut impl FnMut(&str),
+) -> Result<(), BenchError> {
+    let n = urls.len();
+    let mut clients: Vec<(Impl, Arc<Client>)> = Vec::new();
+    for &which in &options.impls {
+        clients.push((which, Arc::new(Client::connect(which, urls).await?)));
+    }
+    let probe = Probe::connect(urls).await?;
+
+    // Warm-up: connections opened, scripts loaded, buffers grown.
+    for (which, client) in &clients {
+        let prefix = format!("bench:warm:{}", which.key());
+        let run = latency(client.clone(), prefix, options.warmup, TTL).await;
+        if run.errors > 0 {
+            progress(&format!(
+                "N={n} warm-up {}: {} errors, first: {}",
+                which.label(),
+                run.errors,
+                run.first_error.as_deref().unwrap_or("?")
+            ));
+        }
+    }
+
+    if options.alloc_cycles > 0 && measure::counting_installed() {
+        for (which, client) in &clients {
+            let probe_run = alloc_probe(client, *which, options.alloc_cycles).await;
+            results.push("alloc_per_cycle", *which, n, probe_run.0);
+            results.push("alloc_bytes_per_cycle", *which, n, probe_run.1);
+            results.push("alloc_live_growth_bytes_per_cycle", *which, n, probe_run.2);
+        }
+    }
+
+    for rep in 0..options.reps {
+        // Rotate the order from rep to rep so no implementation always runs first.
+        let mut order = clients.clone();
+        let len = order.len().max(1);
+        order.rotate_left(rep % len);
+        for &workload in &options.workloads {
+            for (which, client) in &order {
+                let which = *which;
+                let line = match workload {
+                    Workload::Latency if which.uncontended() => {
+                        let prefix = format!("bench:a:{}:{rep}", which.key());
+                        let run = latency(client.clone(), prefix, options.run_time(), TTL).await;
+                        let left = probe.keys().await;
+                        results.push("latency_p50_us", which, n, run.p50_us);
+                        results.push("latency_p99_us", which, n, run.p99_us);
+                        results.push("latency_cycles", which, n, run.cycles as f64);
+                        results.push("latency_errors", which, n, run.errors as f64);
+                        if let Some(cpu) = run.cpu_s_per_100k {
+                            results.push("latency_cpu_s_per_100k", which, n, cpu);
+                        }
+                        results.push("keys_left", which, n, left as f64);
+                        format!(
+                            "p50 {:.0} µs, p99 {:.0} µs, {} cycles, {} errors{}",
+                            run.p50_us,
+                            run.p99_us,
+                            run.cycles,
+                            run.errors,
+                            error_note(&run.first_error)
+                        )
+                    }
+                    Workload::Throughput if which.uncontended() => {
+                        let prefix = format!("bench:b:{}:{rep}", which.key());
+                        let servers0 = cpu_time_of(pids);
+                        let run = throughput(
+                            client.clone(),
+                            prefix,
+                            options.tasks,
+                            options.run_time(),
+                            TTL,
+                        )
+                        .await;
+                        let server_cpu = servers0
+                            .zip(cpu_time_of(pids))
+                            .map(|(a, b)| b.saturating_sub(a).as_secs_f64())
+                            .filter(|_| run.cycles > 0)
+                            .map(|s| s / run.cycles as f64 * 1e5);
+                        let left = probe.keys().await;
+                        results.push("throughput_64", which, n, run.per_s);
+                        if let Some(cpu) = server_cpu {
+                            results.push("throughput_server_cpu_s_per_100k", which, n, cpu);
+                        }
+                        results.push("throughput_errors", which, n, run.errors as f64);
+                        if let Some(cpu) = run.cpu_s_per_100k {
+                            results.push("throughput_cpu_s_per_100k", which, n, cpu);
+                        }
+                        results.push("keys_left", which, n, left as f64);
+                        format!(
+                            "{:.0} cycles/s, {} errors, cpu {} client, {} servers{}",
+                            run.per_s,
+                            run.errors,
+                            run.cpu_s_per_100k
+                                .map_or("?".to_owned(), |c| format!("{c:.2} s/100k")),
+                            server_cpu.map_or("?".to_owned(), |c| format!("{c:.2} s/100k")),
+                            error_note(&run.first_error)
+                        )
+                    }
+                    Workload::Contended if which.contends() => {
+                        let key = format!("bench:c:{}:{rep}", which.key());
+                        let run = contended(
+                            client.clone(),
+                            key,
+                            options.contenders,
+                            options.run_time(),
+                            options.contended_ttl,
+                        )
+                        .await;
+                        results.push("contended_handoffs_per_s", which, n, run.handoffs_per_s);
+                        results.push("contended_acquires_per_s", which, n, run.acquires_per_s);
+                        results.push("contended_wait_p50_us", which, n, run.wait_p50_us);
+                        results.push("contended_wait_p99_us", which, n, run.wait_p99_us);
+                        results.push("contended_wait_max_us", which, n, run.wait_max_us);
+                        results.push("contended_gap_p99_us", which, n, run.gap_p99_us);
+                        results.push(
+                            "contended_takeover_wait_p99_us",
+                            which,
+                            n,
+                            run.takeover_wait_p99_us,
+                        );
+                        results.push("contended_lost_updates", which, n, run.lost as f64);
+                        results.push("contended_gave_up", which, n, run.gave_up as f64);
+                        format!(
+                            "{:.0} handoffs/s, wait p99 {:.1} ms, new owner's wait p99 {:.1} ms, max {:.1} ms, lost {}",
+                            run.handoffs_per_s,
+                            run.wait_p99_us / 1e3,
+                            run.takeover_wait_p99_us / 1e3,
+                            run.wait_max_us / 1e3,
+                            run.lost
+                        )
+                    }
+                    _ => continue,
+                };
+                progress(&format!(
+                    "N={n} rep {}/{} {:?} {}: {line}",
+                    rep + 1,
+                    options.reps,
+                    workload,
+                    which.label()
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn error_note(first: &Option<String>) -> String {
+    first
+        .as_ref()
+        .map(|e| format!(" (first error: {e})"))
+        .unwrap_or_default()
+}
+
+/// A plain connection per node, to count the keys left behind.
+struct Probe {
+    conns: Vec<MultiplexedConnection>,
+}
+
+impl Probe {
+    async fn connect(urls: &[String]) -> Result<Probe, BenchError> {
+        let mut conns = Vec::with_capacity(urls.len());
+        for url in urls {
+            let conn = async {
+                redis::Client::open(url.as_str())?
+                    .get_multiplexed_async_connection()
+                    .await
+            }
+            .await
+            .map_err(|e| BenchError::new(format!("probe connection to {url}: {e}")))?;
+            conns.push(conn);
+        }
+        Ok(Probe { conns })
+    }
+
+    /// Keys on all nodes, not counting fence counters (none here) or errors.
+    async fn keys(&self) -> u64 {
+        let counts = join_all(self.conns.iter().map(|c| {
+            let mut c = c.clone();
+            async move { redis::cmd("DBSIZE").query_async::<u64>(&mut c).await }
+        }))
+        .await;
+        counts.into_iter().map(|c| c.unwrap_or(0)).sum()
+    }
+}
+
+pub(crate) struct LatencyRun {
+    pub p50_us: f64,
+    pub p99_us: f64,
+    pub cycles: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub cpu_s_per_100k: Option<f64>,
+}
+
+/// One task, acquire + release on a fresh resource per cycle.
+pub(crate) async fn latency(
+    client: Arc<Client>,
+    prefix: String,
+    run: Duration,
+    ttl: Duration,
+) -> LatencyRun {
+    let task = tokio::spawn(async move {
+        let mut samples: Vec<u64> = Vec::with_capacity(1 << 16);
+        let mut key = String::with_capacity(prefix.len() + 24);
+        let (mut errors, mut first_error) = (0u64, None);
+        let cpu0 = cpu_time();
+        let start = Instant::now();
+        let deadline = start + run;
+        let mut i = 0u64;
+        while Instant::now() < deadline {
+            key.clear();
+            let _ = write!(key, "{prefix}:{i}");
+            i += 1;
+            let t0 = Instant::now();
+            let outcome = match client.acquire(&key, ttl).await {
+                Ok(held) => client.release(held, &key).await,
+                Err(miss) => Err(miss.to_string()),
+            };
+            samples.push(t0.elapsed().as_nanos() as u64);
+            if let Err(e) = outcome {
+                errors += 1;
+                first_error.get_or_insert(e);
+            }
+        }
+        let cpu = cpu0.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
+        samples.sort_unstable();
+        let cycles = samples.len() as u64;
+        LatencyRun {
+            p50_us: quantile(&samples, 0.50) as f64 / 1e3,
+            p99_us: quantile(&samples, 0.99) as f64 / 1e3,
+            cycles,
+            errors,
+            first_error,
+            cpu_s_per_100k: cpu
+                .filter(|_| cycles > 0)
+                .map(|c| c.as_secs_f64() / cycles as f64 * 1e5),
+        }
+    });
+    task.await.unwrap_or_else(|e| LatencyRun {
+        p50_us: f64::NAN,
+        p99_us: f64::NAN,
+        cycles: 0,
+        errors: 1,
+        first_error: Some(format!("the latency task died: {e}")),
+        cpu_s_per_100k: None,
+    })
+}
+
+pub(crate) struct ThroughputRun {
+    pub per_s: f64,
+    pub cycles: u64,
+    pub errors: u64,
+    pub first_error: Option<String>,
+    pub cpu_s_per_100k: Option<f64>,
+}
+
+/// `tasks` tasks, each cycling on its own resource until the deadline.
+pub(crate) async fn throughput(
+    client: Arc<Client>,
+    prefix: String,
+    tasks: usize,
+    run: Duration,
+    ttl: Duration,
+) -> ThroughputRun {
+    let cpu0 = cpu_time();
+    let start = Instant::now();
+    let deadline = start + run;
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let client = client.clone();
+            let key = format!("{prefix}:{t}");
+            tokio::spawn(async move {
+                let (mut cycles, mut errors, mut first_error) = (0u64, 0u64, None);
+                while Instant::now() < deadline {
+                    let outcome = match client.acquire(&key, ttl).await {
+                        Ok(held) => client.release(held, &key).await,
+                        Err(miss) => Err(miss.to_string()),
+                    };
+                    match outcome {
+                        Ok(()) => cycles += 1,
+                        Err(e) => {
+                            errors += 1;
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                (cycles, errors, first_error)
+            })
+        })
+        .collect();
+    let (mut cycles, mut errors, mut first_error) = (0u64, 0u64, None);
+    for handle in handles {
+        match handle.await {
+            Ok((c, e, f)) => {
+                cycles += c;
+                errors += e;
+                if first_error.is_none() {
+                    first_error = f;
+                }
+            }
+            Err(e) => {
+                errors += 1;
+                first_error.get_or_insert(format!("a task died: {e}"));
+            }
+        }
+    }
+    let elapsed = start.elapsed();
+    let cpu = cpu0.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
+    ThroughputRun {
+        per_s: cycles as f64 / elapsed.as_secs_f64(),
+        cycles,
+        errors,
+        first_error,
+        cpu_s_per_100k: cpu
+            .filter(|_| cycles > 0)
+            .map(|c| c.as_secs_f64() / cycles as f64 * 1e5),
+    }
+}
+
+pub(crate) struct ContendedRun {
+    pub handoffs_per_s: f64,
+    pub acquires_per_s: f64,
+    pub wait_p50_us: f64,
+    pub wait_p99_us: f64,
+    pub wait_max_us: f64,
+    pub gap_p99_us: f64,
+    pub takeover_wait_p99_us: f64,
+    pub lost: u64,
+    pub gave_up: u64,
+}
+
+/// What the contenders share: the counter the lock protects, and who held
+/// the lock last.
+struct Shared {
+    counter: AtomicU64,
+    sections: AtomicU64,
+    owner: AtomicUsize,
+    handoffs: AtomicU64,
+    /// When the last release completed, in ns since the start.
+    released_at: AtomicU64,
+}
+
+const NOBODY: usize = usize::MAX;
+
+/// `tasks` tasks on one resource: acquire (retrying until it holds it) ->
+/// read the counter, yield, write it + 1 -> release, until the deadline.
+pub(crate) async fn contended(
+    client: Arc<Client>,
+    key: String,
+    tasks: usize,
+    run: Duration,
+    ttl: Duration,
+) -> ContendedRun {
+    let shared = Arc::new(Shared {
+        counter: AtomicU64::new(0),
+        sections: AtomicU64::new(0),
+        owner: AtomicUsize::new(NOBODY),
+        handoffs: AtomicU64::new(0),
+        released_at: AtomicU64::new(0),
+    });
+    let key: Arc<str> = key.into();
+    let start = Instant::now();
+    let deadline = start + run;
+    let handles: Vec<_> = (0..tasks)
+        .map(|me| {
+            let (client, shared, key) = (client.clone(), shared.clone(), key.clone());
+            tokio::spawn(async move {
+                let mut waits: Vec<u64> = Vec::with_capacity(4096);
+                let mut gaps: Vec<u64> = Vec::with_capacity(4096);
+                let mut takeovers: Vec<u64> = Vec::with_capacity(4096);
+                let mut censored = 0u64;
+                let mut gave_up = 0u64;
+                while Instant::now() < deadline {
+                    let t0 = Instant::now();
+                    let (held, misses) = tokio::select! {
+                        biased;
+                        got = client.acquire_until(&key, ttl) => got,
+                        _ = tokio::time::sleep_until(deadline.into()) => {
+                            censored = t0.elapsed().as_nanos() as u64;
+                            break;
+                        }
+                    };
+                    let now = Instant::now();
+                    gave_up += misses;
+                    let wait = now.duration_since(t0).as_nanos() as u64;
+                    waits.push(wait);
+                    let previous = shared.owner.swap(me, Ordering::AcqRel);
+                    if previous != me && previous != NOBODY {
+                        shared.handoffs.fetch_add(1, Ordering::Relaxed);
+                        takeovers.push(wait);
+                        let released = shared.released_at.load(Ordering::Acquire);
+                        let at = now.duration_since(start).as_nanos() as u64;
+                        gaps.push(at.saturating_sub(released));
+                    }
+                    // The critical section: a read-modify-write that loses an
+                    // update if two holders overlap.
+                    let value = shared.counter.load(Ordering::Acquire);
+                    tokio::task::yield_now().await;
+                    shared.counter.store(value + 1, Ordering::Release);
+                    shared.sections.fetch_add(1, Ordering::Relaxed);
+                    let _ = client.release(held, &key).await;
+                    let at = start.elapsed().as_nanos() as u64;
+                    shared.released_at.store(at, Ordering::Release);
+                }
+                (waits, gaps, takeovers, censored, gave_up)
+            })
+        })
+        .collect();
+    let (mut waits, mut gaps, mut takeovers) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut censored_max, mut gave_up) = (0, 0);
+    for handle in handles {
+        if let Ok((w, g, t, c, m)) = handle.await {
+            waits.extend(w);
+            gaps.extend(g);
+            takeovers.extend(t);
+            censored_max = censored_max.max(c);
+            gave_up += m;
+        }
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    waits.sort_unstable();
+    gaps.sort_unstable();
+    takeovers.sort_unstable();
+    let sections = shared.sections.load(Ordering::Acquire);
+    let counter = shared.counter.load(Ordering::Acquire);
+    let max_wait = waits.last().copied().unwrap_or(0).max(censored_max);
+    ContendedRun {
+        handoffs_per_s: shared.handoffs.load(Ordering::Relaxed) as f64 / elapsed,
+        acquires_per_s: sections as f64 / elapsed,
+        wait_p50_us: quantile(&waits, 0.50) as f64 / 1e3,
+        wait_p99_us: quantile(&waits, 0.99) as f64 / 1e3,
+        wait_max_us: max_wait as f64 / 1e3,
+        gap_p99_us: quantile(&gaps, 0.99) as f64 / 1e3,
+        takeover_wait_p99_us: quantile(&takeovers, 0.99) as f64 / 1e3,
+        lost: sections.saturating_sub(counter),
+        gave_up,
+    }
+}
+
+/// Sequential cycles with the counting allocator on: allocations and bytes
+/// per cycle, and the growth of live heap bytes per cycle (process-wide, so
+/// the clients' connection tasks count too). The keys are formatted before
+/// counting starts.
+async fn alloc_probe(client: &Arc<Client>, which: Impl, cycles: usize) -> (f64, f64, f64) {
+    let client = client.clone();
+    let task = tokio::spawn(async move {
+        let keys: Vec<String> = (0..ALLOC_WARMUP_CYCLES + cycles)
+            .map(|i| format!("bench:alloc:{}:{i}", which.key()))
+            .collect();
+        let (warm, measured) = keys.split_at(ALLOC_WARMUP_CYCLES);
+        for key in warm {
+            one_cycle(&client, key).await;
+        }
+        measure::start_counting();
+        for key in measured {
+            one_cycle(&client, key).await;
+        }
+        let count = measure::stop_counting();
+        let c = cycles.max(1) as f64;
+        (
+            count.allocs as f64 / c,
+            count.bytes as f64 / c,
+            count.live_growth() as f64 / c,
+        )
+    });
+    task.await.unwrap_or((f64::NAN, f64::NAN, f64::NAN))
+}
+
+async fn one_cycle(client: &Client, key: &str) {
+    if let Ok(held) = client.acquire(key, TTL).await {
+        let _ = client.release(held, key).await;
+    }
+}
