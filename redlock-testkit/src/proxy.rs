@@ -2,7 +2,7 @@
 //!
 //! [`FaultProxy::start`] listens on a free `127.0.0.1` port and forwards every
 //! connection to the upstream address. Point a backend at
-//! [`FaultProxy::url`] instead of the node's URL, and switch the proxy's
+//! [`ProxyHandle::url`] instead of the node's URL, and switch the proxy's
 //! [`Mode`] at run time to make the node look slow, partitioned, reset, cut
 //! off or broken:
 //!
