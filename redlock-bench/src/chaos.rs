@@ -1,1 +1,783 @@
-//! The chaos runner (being written).
+//! The chaos runner: K clients lock, read-modify-write and release over five
+//! real redis-server nodes, each behind a [`FaultProxy`], while a fault
+//! schedule hits the nodes; a checker counts what went wrong.
+//!
+//! # The workload
+//!
+//! Five independent nodes, each behind its own [`FaultProxy`]. `clients`
+//! separate [`Redlock`] instances (half through the redis-rs adapter, half
+//! through fred; fencing tokens on) loop until the schedule ends: pick one of
+//! a few resources, `acquire` it, read the resource's shared record, pause for
+//! a random while (sometimes extending the lock halfway through), write the
+//! record back plus one *only if the lock still has validity left*
+//! ([`Lock::remaining_validity`](redlock_core::Lock::remaining_validity), checked by the record at the moment of the
+//! write), and release.
+//!
+//! # The checker
+//!
+//! Each critical section is the interval [acquired, min(end, validity
+//! deadline)] on the runner's monotonic clock, where `end` is taken after the
+//! write and before the release. Per resource, in acquisition order:
+//!
+//! - an **overlap** is a section acquired before an earlier one's interval ended;
+//! - a **lost update** is a write whose record changed since the section read it;
+//! - a **token-order violation** is a section whose fencing token is not above
+//!   every token of the sections acquired before it.
+//!
+//! After the clients stop and every fault is healed, the lock keys on every
+//! node are counted at once (`keys_at_end`, informative: a release that could
+//! not reach a node leaves its key to expire) and again after the TTL
+//! (`keys_left`, which must be zero). Fence counters never expire and are not
+//! lock keys.
+//!
+//! # The schedules
+//!
+//! | schedule | safe | what happens to a minority (1-2 of 5 nodes) |
+//! |---|---|---|
+//! | `baseline` | yes | nothing |
+//! | `latency` | yes | 10-80 ms ± 0-30 ms each way, for 0.3-1 s at a time |
+//! | `partition` | yes | blackhole (connections held, nothing answered) or cut off (connections refused), 0.3-1.5 s |
+//! | `resets` | yes | all connections reset once, or every connection reset for 0.2-0.8 s |
+//! | `pause` | yes | SIGSTOP for 0.3-1.5 s, then SIGCONT |
+//! | `restart-aof` | yes | kill -9 and an immediate restart, with `appendonly yes`, `appendfsync always` |
+//! | `restart-delayed` | yes | kill -9, restart (empty, no persistence) after TTL + 300 ms |
+//! | `mixed` | yes | any of the above, at random (nodes run with AOF) |
+//! | `majority-restart-no-aof` | **no** | while a client holds a lock, a majority (3 of 5) is killed and restarted at once without persistence |
+//!
+//! The last one breaks the algorithm's assumption (a restarted node must not
+//! forget keys, or must stay down for the longest TTL): the restarted majority
+//! comes back empty, another client takes the same lock while the first still
+//! holds it, and the checker must report it (overlaps and lost updates, and
+//! usually a token that went back, as the fence counters were lost too).
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{channel, Sender};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use rand::rngs::StdRng;
+use rand::{RngExt, SeedableRng};
+use redlock_core::{Error, LockBackend, Redlock};
+use redlock_fred::FredBackend;
+use redlock_redis_rs::RedisBackend;
+use redlock_testkit::probe::Probe;
+use redlock_testkit::proxy::{FaultProxy, ProxyHandle};
+use redlock_testkit::server::{LaunchError, NodeOptions, RedisNode, RedisNodes};
+use serde_json::{json, Value};
+
+mod check;
+mod faults;
+pub mod sys;
+
+use check::{Checker, Histogram, Section, Write};
+
+/// "No resource" in the atomics that name one.
+const NONE: usize = usize::MAX;
+
+/// A write needs at least this much validity left.
+pub const WRITE_MARGIN: Duration = Duration::from_millis(5);
+
+/// The unsafe schedule's TTL: long enough that a client can hold the lock
+/// through a majority restart and the other clients' reconnection.
+pub const UNSAFE_MIN_TTL: Duration = Duration::from_secs(2);
+
+/// A fault schedule; see the [module docs](self).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Schedule {
+    /// No faults.
+    Baseline,
+    /// Latency spikes with jitter on a minority.
+    Latency,
+    /// A minority blackholed or cut off.
+    Partition,
+    /// A minority's connections reset.
+    Resets,
+    /// A minority paused with SIGSTOP.
+    Pause,
+    /// A minority crashed and restarted at once, with AOF (`appendfsync always`).
+    RestartAof,
+    /// A minority crashed and restarted empty after more than the TTL.
+    RestartDelayed,
+    /// Any of the above, at random.
+    Mixed,
+    /// A majority crashed and restarted at once without persistence while a
+    /// lock is held: unsafe.
+    MajorityRestartNoAof,
+}
+
+impl Schedule {
+    /// Every schedule, in the order the runner runs them.
+    pub const ALL: [Schedule; 9] = [
+        Schedule::Baseline,
+        Schedule::Latency,
+        Schedule::Partition,
+        Schedule::Resets,
+        Schedule::Pause,
+        Schedule::RestartAof,
+        Schedule::RestartDelayed,
+        Schedule::Mixed,
+        Schedule::MajorityRestartNoAof,
+    ];
+
+    /// Its name on the command line and in the report.
+    pub fn name(self) -> &'static str {
+        match self {
+            Schedule::Baseline => "baseline",
+            Schedule::Latency => "latency",
+            Schedule::Partition => "partition",
+            Schedule::Resets => "resets",
+            Schedule::Pause => "pause",
+            Schedule::RestartAof => "restart-aof",
+            Schedule::RestartDelayed => "restart-delayed",
+            Schedule::Mixed => "mixed",
+            Schedule::MajorityRestartNoAof => "majority-restart-no-aof",
+        }
+    }
+
+    /// The schedule of that name.
+    pub fn from_name(name: &str) -> Option<Schedule> {
+        Schedule::ALL.into_iter().find(|s| s.name() == name)
+    }
+
+    /// Whether the algorithm promises mutual exclusion under this schedule.
+    pub fn safe(self) -> bool {
+        self != Schedule::MajorityRestartNoAof
+    }
+
+    /// Whether the nodes run with AOF (`appendfsync always`).
+    pub fn persistence(self) -> bool {
+        matches!(self, Schedule::RestartAof | Schedule::Mixed)
+    }
+}
+
+impl fmt::Display for Schedule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The runner's settings.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// How long the clients work under each schedule (the unsafe schedule
+    /// ends as soon as its violation was seen, and runs at least long enough
+    /// for it).
+    pub seconds: Duration,
+    /// Clients (separate Redlock instances): the first half through redis-rs,
+    /// the rest through fred.
+    pub clients: usize,
+    /// Resources the clients contend for.
+    pub resources: usize,
+    /// Independent nodes (at least 3).
+    pub nodes: usize,
+    /// The lock TTL (the unsafe schedule uses at least [`UNSAFE_MIN_TTL`]).
+    pub ttl: Duration,
+    /// The longest pause inside a critical section.
+    pub max_pause: Duration,
+    /// The share of critical sections that extend their lock halfway.
+    pub extend_share: f64,
+    /// Seed of the clients' and the schedule's random choices (timing still
+    /// varies from run to run).
+    pub seed: u64,
+    /// Sample the process's memory and open file descriptors every second.
+    pub sample_resources: bool,
+    /// Print each fault to stderr.
+    pub verbose: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            seconds: Duration::from_secs(10),
+            clients: 6,
+            resources: 3,
+            nodes: 5,
+            ttl: Duration::from_secs(1),
+            max_pause: Duration::from_millis(20),
+            extend_share: 0.2,
+            seed: 42,
+            sample_resources: false,
+            verbose: false,
+        }
+    }
+}
+
+/// Why a schedule could not run.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ChaosError {
+    /// Starting a node.
+    Launch(LaunchError),
+    /// Starting a proxy or a runtime.
+    Io(std::io::Error),
+    /// Building a backend or a Redlock.
+    Setup(String),
+    /// The clients did not stop within a minute of the end: something hangs.
+    Hung(String),
+}
+
+impl fmt::Display for ChaosError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ChaosError::Launch(e) => write!(f, "could not start redis-server: {e}"),
+            ChaosError::Io(e) => write!(f, "I/O error: {e}"),
+            ChaosError::Setup(e) => write!(f, "setup failed: {e}"),
+            ChaosError::Hung(e) => write!(f, "hung: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ChaosError {}
+
+impl From<LaunchError> for ChaosError {
+    fn from(e: LaunchError) -> Self {
+        ChaosError::Launch(e)
+    }
+}
+
+impl From<std::io::Error> for ChaosError {
+    fn from(e: std::io::Error) -> Self {
+        ChaosError::Io(e)
+    }
+}
+
+/// Failed acquisitions, by the error's variant.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Failures {
+    /// `Error::Held`: another client held the resource.
+    pub held: u64,
+    /// `Error::NoQuorum`: too few nodes answered in time.
+    pub no_quorum: u64,
+    /// `Error::Rejected`: a node refused for good.
+    pub rejected: u64,
+    /// Any other error.
+    pub other: u64,
+}
+
+impl Failures {
+    fn count(&mut self, e: &Error) {
+        match e {
+            Error::Held(_) => self.held += 1,
+            Error::NoQuorum(_) => self.no_quorum += 1,
+            Error::Rejected(_) => self.rejected += 1,
+            _ => self.other += 1,
+        }
+    }
+
+    fn merge(&mut self, o: &Failures) {
+        self.held += o.held;
+        self.no_quorum += o.no_quorum;
+        self.rejected += o.rejected;
+        self.other += o.other;
+    }
+
+    /// All of them.
+    pub fn total(&self) -> u64 {
+        self.held + self.no_quorum + self.rejected + self.other
+    }
+}
+
+/// What one schedule showed.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Report {
+    /// The schedule.
+    pub schedule: Schedule,
+    /// How long the clients worked.
+    pub seconds: f64,
+    /// The TTL used.
+    pub ttl: Duration,
+    /// Clients.
+    pub clients: usize,
+    /// Critical sections run (locks acquired).
+    pub critical_sections: u64,
+    /// Sections that wrote the record.
+    pub writes: u64,
+    /// Sections that did not write: the lock's validity ran out first.
+    pub writes_skipped: u64,
+    /// Sections acquired while an earlier one's interval was still open.
+    pub overlaps: u64,
+    /// Writes over a record that changed since it was read.
+    pub lost_updates: u64,
+    /// Sections whose fencing token was not above all earlier ones'.
+    pub token_violations: u64,
+    /// Failed acquisitions by reason.
+    pub failures: Failures,
+    /// Extensions that succeeded.
+    pub extensions: u64,
+    /// Extensions that failed (the section went on with the lock it had).
+    pub extensions_lost: u64,
+    /// Releases that found the lock no longer held on a quorum.
+    pub releases_not_held: u64,
+    /// Releases that failed (too many nodes unreachable).
+    pub release_errors: u64,
+    /// Median latency of a successful acquire (retries included), ms.
+    pub acquire_p50_ms: Option<f64>,
+    /// 99th percentile of the same, ms.
+    pub acquire_p99_ms: Option<f64>,
+    /// Lock keys on the nodes right after the clients stopped.
+    pub keys_at_end: u64,
+    /// Lock keys on the nodes after the TTL had passed.
+    pub keys_left: u64,
+    /// Fault actions injected.
+    pub faults_injected: u64,
+    /// Errors controlling the nodes.
+    pub fault_errors: Vec<String>,
+    /// Memory and descriptor samples, when asked for.
+    pub resources: Option<sys::Usage>,
+}
+
+impl Report {
+    /// Whether the algorithm promises safety under this schedule.
+    pub fn safe(&self) -> bool {
+        self.schedule.safe()
+    }
+
+    /// Whether the checker found a safety violation.
+    pub fn violation(&self) -> bool {
+        self.overlaps > 0 || self.lost_updates > 0 || self.token_violations > 0
+    }
+
+    /// Whether the schedule showed what it should: no violation, no key left
+    /// and some work done on a safe schedule; a violation on the unsafe one.
+    pub fn passed(&self) -> bool {
+        let sound = self.keys_left == 0 && self.critical_sections > 0;
+        if self.safe() {
+            sound && !self.violation()
+        } else {
+            sound && (self.overlaps > 0 || self.lost_updates > 0)
+        }
+    }
+
+    /// The report as a JSON object.
+    pub fn to_json(&self, command: &str) -> Value {
+        let mut v = json!({
+            "name": self.schedule.name(),
+            "safe": self.safe(),
+            "passed": self.passed(),
+            "seconds": (self.seconds * 10.0).round() / 10.0,
+            "clients": self.clients,
+            "ttl_ms": self.ttl.as_millis() as u64,
+            "critical_sections": self.critical_sections,
+            "writes": self.writes,
+            "writes_skipped": self.writes_skipped,
+            "overlaps": self.overlaps,
+            "lost_updates": self.lost_updates,
+            "token_violations": self.token_violations,
+            "failed_acquisitions": {
+                "held": self.failures.held,
+                "no_quorum": self.failures.no_quorum,
+                "rejected": self.failures.rejected,
+                "other": self.failures.other,
+            },
+            "extensions": self.extensions,
+            "extensions_lost": self.extensions_lost,
+            "releases_not_held": self.releases_not_held,
+            "release_errors": self.release_errors,
+            "acquire_p50_ms": self.acquire_p50_ms,
+            "acquire_p99_ms": self.acquire_p99_ms,
+            "keys_at_end": self.keys_at_end,
+            "keys_left": self.keys_left,
+            "faults_injected": self.faults_injected,
+            "fault_errors": self.fault_errors,
+            "command": command,
+        });
+        if let (Some(usage), Some(map)) = (&self.resources, v.as_object_mut()) {
+            map.insert("resources".into(), usage.to_json());
+        }
+        v
+    }
+
+    /// One line for a human.
+    pub fn summary(&self) -> String {
+        let ms = |v: Option<f64>| v.map_or("-".to_owned(), |v| format!("{v:.1}"));
+        format!(
+            "{:<24} safe={:<5} sections={:<6} writes={:<6} overlaps={:<3} lost={:<3} token_viol={:<3} \
+             failed(held/noq/rej/other)={}/{}/{}/{} ext={}/lost {} skipped={} p50={}ms p99={}ms \
+             keys_end={} keys_left={} faults={} {}",
+            self.schedule.name(),
+            self.safe(),
+            self.critical_sections,
+            self.writes,
+            self.overlaps,
+            self.lost_updates,
+            self.token_violations,
+            self.failures.held,
+            self.failures.no_quorum,
+            self.failures.rejected,
+            self.failures.other,
+            self.extensions,
+            self.extensions_lost,
+            self.writes_skipped,
+            ms(self.acquire_p50_ms),
+            ms(self.acquire_p99_ms),
+            self.keys_at_end,
+            self.keys_left,
+            self.faults_injected,
+            if self.passed() { "PASS" } else { "FAIL" },
+        )
+    }
+}
+
+/// Messages from the long-holding client to the unsafe schedule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum HoldEvent {
+    /// It holds the resource and has read its record.
+    Holding(usize),
+    /// It wrote (or skipped) and is about to release.
+    Done(usize),
+}
+
+/// What the clients and the schedule share.
+pub(crate) struct Ctx {
+    pub resources: Vec<String>,
+    pub checker: Checker,
+    pub stop_clients: AtomicBool,
+    pub stop_faults: AtomicBool,
+    /// Set by the unsafe schedule once it is done.
+    pub finish_early: AtomicBool,
+    /// A resource every client should pick, or NONE.
+    pub focus: AtomicUsize,
+    /// A resource whose next holder should hold it long, or NONE.
+    pub hold_request: AtomicUsize,
+    pub holds: Mutex<Sender<HoldEvent>>,
+    pub sections_started: AtomicU64,
+}
+
+impl Ctx {
+    fn hold(&self, event: HoldEvent) {
+        let sender = self.holds.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = sender.send(event);
+    }
+}
+
+/// One client's tallies.
+struct Tally {
+    failures: Failures,
+    latency: Histogram,
+    writes_skipped: u64,
+    extensions: u64,
+    extensions_lost: u64,
+    releases_not_held: u64,
+    release_errors: u64,
+}
+
+impl Tally {
+    fn new() -> Tally {
+        Tally {
+            failures: Failures::default(),
+            latency: Histogram::new(),
+            writes_skipped: 0,
+            extensions: 0,
+            extensions_lost: 0,
+            releases_not_held: 0,
+            release_errors: 0,
+        }
+    }
+
+    fn merge(&mut self, o: &Tally) {
+        self.failures.merge(&o.failures);
+        self.latency.merge(&o.latency);
+        self.writes_skipped += o.writes_skipped;
+        self.extensions += o.extensions;
+        self.extensions_lost += o.extensions_lost;
+        self.releases_not_held += o.releases_not_held;
+        self.release_errors += o.release_errors;
+    }
+}
+
+struct ClientParams {
+    ttl: Duration,
+    max_pause: Duration,
+    extend_share: f64,
+    seed: u64,
+}
+
+/// A client's loop: lock, read, pause, write if still valid, release.
+async fn client(redlock: Redlock, ctx: Arc<Ctx>, p: ClientParams) -> Tally {
+    let mut rng = StdRng::seed_from_u64(p.seed);
+    let mut tally = Tally::new();
+    let n = ctx.resources.len();
+    while !ctx.stop_clients.load(Ordering::Acquire) {
+        let focus = ctx.focus.load(Ordering::Acquire);
+        let r = if focus < n {
+            focus
+        } else {
+            rng.random_range(0..n)
+        };
+        let started = Instant::now();
+        let mut lock = match redlock.acquire(&[&ctx.resources[r]], p.ttl).await {
+            Ok(lock) => lock,
+            Err(e) => {
+                tally.failures.count(&e);
+                let backoff = Duration::from_millis(rng.random_range(0..=5));
+                tokio::time::sleep(backoff).await;
+                continue;
+            }
+        };
+        let acquired = Instant::now();
+        tally.latency.record(acquired - started);
+        ctx.sections_started.fetch_add(1, Ordering::Relaxed);
+        let read = ctx.checker.read(r);
+        let long = ctx
+            .hold_request
+            .compare_exchange(r, NONE, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok();
+        if long {
+            // Hold through nearly the whole validity: the unsafe schedule
+            // restarts a majority meanwhile.
+            ctx.hold(HoldEvent::Holding(r));
+            let hold = lock
+                .remaining_validity()
+                .saturating_sub(WRITE_MARGIN + Duration::from_millis(150));
+            tokio::time::sleep(hold).await;
+        } else {
+            let pause = Duration::from_micros(
+                rng.random_range(0..=u64::try_from(p.max_pause.as_micros()).unwrap_or(0)),
+            );
+            if rng.random_bool(p.extend_share) {
+                tokio::time::sleep(pause / 2).await;
+                match lock.extend(p.ttl).await {
+                    Ok(extended) => {
+                        tally.extensions += 1;
+                        lock = extended;
+                    }
+                    Err(_) => tally.extensions_lost += 1,
+                }
+                tokio::time::sleep(pause / 2).await;
+            } else {
+                tokio::time::sleep(pause).await;
+            }
+        }
+        let token = lock.fencing_token();
+        if ctx.checker.write_if_valid(r, read, &lock, WRITE_MARGIN) == Write::Skipped {
+            tally.writes_skipped += 1;
+        }
+        let end = Instant::now();
+        ctx.checker.section(
+            r,
+            Section {
+                acquired,
+                until: end.min(lock.expiration()),
+                token,
+            },
+        );
+        if long {
+            ctx.hold(HoldEvent::Done(r));
+        }
+        match lock.release().await {
+            Ok(release) if !release.was_held() => tally.releases_not_held += 1,
+            Ok(_) => {}
+            Err(_) => tally.release_errors += 1,
+        }
+    }
+    tally
+}
+
+async fn connect_client(urls: &[String], fred: bool) -> Result<Redlock, ChaosError> {
+    let mut backends: Vec<Box<dyn LockBackend>> = Vec::with_capacity(urls.len());
+    for url in urls {
+        let backend: Box<dyn LockBackend> = if fred {
+            Box::new(
+                FredBackend::connect(url)
+                    .await
+                    .map_err(|e| ChaosError::Setup(format!("fred backend for {url}: {e}")))?,
+            )
+        } else {
+            Box::new(
+                RedisBackend::connect(url)
+                    .await
+                    .map_err(|e| ChaosError::Setup(format!("redis-rs backend for {url}: {e}")))?,
+            )
+        };
+        backends.push(backend);
+    }
+    Redlock::builder(backends)
+        .retry_count(5)
+        .retry_delay(Duration::from_millis(30))
+        .retry_jitter(Duration::from_millis(20))
+        .node_timeout(Duration::from_millis(100))
+        .fencing(true)
+        .build()
+        .map_err(|e| ChaosError::Setup(format!("building a Redlock: {e}")))
+}
+
+/// Lock keys (not fence counters) under `prefix` on every running node.
+fn count_keys(nodes: &[RedisNode], prefix: &str) -> u64 {
+    let pattern = format!("{prefix}*");
+    nodes
+        .iter()
+        .filter(|n| n.is_running())
+        .map(|n| {
+            Probe::new(&n.url())
+                .try_query::<Vec<String>>(redis::cmd("KEYS").arg(&pattern))
+                .map_or(0, |keys| keys.len() as u64)
+        })
+        .sum()
+}
+
+/// Runs one schedule: starts its nodes and proxies, the clients and the
+/// faults, and checks what happened.
+pub fn run(schedule: Schedule, config: &Config) -> Result<Report, ChaosError> {
+    let ttl = if schedule.safe() {
+        config.ttl
+    } else {
+        config.ttl.max(UNSAFE_MIN_TTL)
+    };
+    let nodes = RedisNodes::start_with(
+        config.nodes.max(3),
+        NodeOptions {
+            persistence: schedule.persistence(),
+            ..NodeOptions::default()
+        },
+    )?;
+    let proxies: Vec<FaultProxy> = nodes
+        .iter()
+        .map(FaultProxy::for_node)
+        .collect::<Result<_, _>>()?;
+    let handles: Vec<ProxyHandle> = proxies.iter().map(FaultProxy::handle).collect();
+    let urls: Vec<String> = handles.iter().map(ProxyHandle::url).collect();
+    let prefix = format!(
+        "chaos:{}:{}-{}:",
+        schedule.name(),
+        std::process::id(),
+        config.seed
+    );
+    let resources: Vec<String> = (0..config.resources.max(1))
+        .map(|i| format!("{prefix}r{i}"))
+        .collect();
+    let (hold_tx, hold_rx) = channel();
+    // The longest section: a long hold, or an extended one.
+    let longest = ttl * 2 + config.max_pause;
+    let ctx = Arc::new(Ctx {
+        checker: Checker::new(resources.len(), longest),
+        resources,
+        stop_clients: AtomicBool::new(false),
+        stop_faults: AtomicBool::new(false),
+        finish_early: AtomicBool::new(false),
+        focus: AtomicUsize::new(NONE),
+        hold_request: AtomicUsize::new(NONE),
+        holds: Mutex::new(hold_tx),
+        sections_started: AtomicU64::new(0),
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let redlocks = runtime.block_on(async {
+        let mut redlocks = Vec::with_capacity(config.clients);
+        for i in 0..config.clients.max(1) {
+            let fred = i >= config.clients.max(1) / 2;
+            redlocks.push(connect_client(&urls, fred).await?);
+        }
+        Ok::<_, ChaosError>(redlocks)
+    })?;
+    // Sampled once every client is connected.
+    let sampler = config.sample_resources.then(sys::Sampler::start);
+
+    let duration = if schedule.safe() {
+        config.seconds
+    } else {
+        // Long enough for a few hold-and-restart cycles; it ends early once
+        // the violation is seen.
+        config.seconds.max(ttl * 4 + Duration::from_secs(2))
+    };
+    let (tally, elapsed, fault_log) = std::thread::scope(|scope| {
+        let faults = faults::Faults::new(
+            nodes.nodes(),
+            &handles,
+            &ctx,
+            ttl,
+            config.seed ^ 0x5eed,
+            config.verbose,
+        );
+        let fault_thread = scope.spawn(move || faults.run(schedule, &hold_rx));
+        let started = Instant::now();
+        let result = runtime.block_on(async {
+            let tasks: Vec<_> = redlocks
+                .iter()
+                .cloned()
+                .enumerate()
+                .map(|(i, redlock)| {
+                    let params = ClientParams {
+                        ttl,
+                        max_pause: config.max_pause,
+                        extend_share: config.extend_share,
+                        seed: config.seed.wrapping_mul(1000).wrapping_add(i as u64),
+                    };
+                    tokio::spawn(client(redlock, ctx.clone(), params))
+                })
+                .collect();
+            let deadline = started + duration;
+            while Instant::now() < deadline && !ctx.finish_early.load(Ordering::Acquire) {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            let elapsed = started.elapsed();
+            ctx.stop_clients.store(true, Ordering::Release);
+            let mut tally = Tally::new();
+            let joined =
+                tokio::time::timeout(Duration::from_secs(60), futures::future::join_all(tasks))
+                    .await
+                    .map_err(|_| {
+                        ChaosError::Hung("the clients did not stop within 60 s of the end".into())
+                    })?;
+            for t in joined {
+                let t = t.map_err(|e| ChaosError::Hung(format!("a client panicked: {e}")))?;
+                tally.merge(&t);
+            }
+            Ok::<_, ChaosError>((tally, elapsed))
+        });
+        ctx.stop_faults.store(true, Ordering::Release);
+        let fault_log = fault_thread.join().unwrap_or_default();
+        result.map(|(tally, elapsed)| (tally, elapsed, fault_log))
+    })?;
+
+    let keys_at_end = count_keys(nodes.nodes(), &prefix);
+    std::thread::sleep(ttl + Duration::from_millis(200));
+    let keys_left = count_keys(nodes.nodes(), &prefix);
+    let figures = ctx.checker.figures();
+    let usage = sampler.map(sys::Sampler::stop);
+    // The clients' connections close inside the runtime.
+    runtime.block_on(async move { drop(redlocks) });
+    drop(runtime);
+    drop(proxies);
+    drop(nodes);
+
+    Ok(Report {
+        schedule,
+        seconds: elapsed.as_secs_f64(),
+        ttl,
+        clients: config.clients,
+        critical_sections: figures.sections,
+        writes: figures.writes,
+        writes_skipped: tally.writes_skipped,
+        overlaps: figures.overlaps,
+        lost_updates: figures.lost_updates,
+        token_violations: figures.token_violations,
+        acquire_p50_ms: tally.latency.quantile_ms(0.5),
+        acquire_p99_ms: tally.latency.quantile_ms(0.99),
+        failures: tally.failures,
+        extensions: tally.extensions,
+        extensions_lost: tally.extensions_lost,
+        releases_not_held: tally.releases_not_held,
+        release_errors: tally.release_errors,
+        keys_at_end,
+        keys_left,
+        faults_injected: fault_log.injected,
+        fault_errors: fault_log.errors,
+        resources: usage,
+    })
+}
+
+/// The final line of the binary's output: `{"schedules": [...]}` (and the
+/// soak's figures, when it ran).
+pub fn json_line(rows: &[(Report, String)], soak: Option<Value>) -> String {
+    let schedules: Vec<Value> = rows.iter().map(|(r, cmd)| r.to_json(cmd)).collect();
+    let mut v = json!({ "schedules": schedules });
+    if let (Some(soak), Some(map)) = (soak, v.as_object_mut()) {
+        map.insert("soak".into(), soak);
+    }
+    v.to_string()
+}
