@@ -342,6 +342,7 @@ impl Redlock {
                     ttl,
                     &settings,
                     &mut attempts,
+                    number == 0,
                 )
                 .await;
             if let Some((expiration, token)) = granted {
@@ -393,6 +394,12 @@ impl Redlock {
     /// One acquisition attempt: the acquire round and, with fencing, the
     /// token's write-back round. Returns the expiration and the token when
     /// the lock is held with validity left.
+    ///
+    /// The `first` attempt of an acquisition lets backends take a single
+    /// resource by a plain `SET NX PX` (see [`Request::plain_set_nx`]): its
+    /// value was just drawn, so no node can hold it and the built-in script's
+    /// re-take of our own key cannot apply. Retries run the script.
+    #[allow(clippy::too_many_arguments)]
     async fn acquire_once(
         &self,
         resources: &[String],
@@ -401,6 +408,7 @@ impl Redlock {
         ttl: Duration,
         settings: &Settings,
         attempts: &mut Attempts,
+        first: bool,
     ) -> Option<(Instant, Option<u64>)> {
         let scripts = &self.inner.scripts;
         let fencing = !fence_keys.is_empty();
@@ -409,7 +417,9 @@ impl Redlock {
         } else {
             scripts.acquire()
         };
-        let request = Request::new(resources, value, ttl, script).with_extra_keys(fence_keys);
+        let request = Request::new(resources, value, ttl, script)
+            .with_extra_keys(fence_keys)
+            .with_plain_set_nx(first && !fencing);
         let (attempt, expiration) = self
             .quorum_round(Operation::Acquire, &request, settings)
             .await;
@@ -785,6 +795,71 @@ impl Redlock {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A node that records, for every acquire, whether it was allowed as a
+    /// plain `SET NX`, and refuses the first `refuse` acquires.
+    struct Recording {
+        refuse: usize,
+        plain: std::sync::Mutex<Vec<bool>>,
+    }
+
+    #[async_trait::async_trait]
+    impl LockBackend for Recording {
+        async fn acquire(
+            &self,
+            request: &Request<'_>,
+        ) -> Result<crate::backend::Reply, BackendError> {
+            let mut plain = self.plain.lock().unwrap_or_else(|e| e.into_inner());
+            plain.push(request.plain_set_nx().is_some());
+            let applied = if plain.len() > self.refuse {
+                request.resources().len()
+            } else {
+                0
+            };
+            Ok(crate::backend::Reply::applied(applied))
+        }
+        async fn extend(&self, _: &Request<'_>) -> Result<crate::backend::Reply, BackendError> {
+            Ok(crate::backend::Reply::applied(1))
+        }
+        async fn release(&self, _: &Request<'_>) -> Result<crate::backend::Reply, BackendError> {
+            Ok(crate::backend::Reply::applied(1))
+        }
+    }
+
+    #[test]
+    fn only_the_first_attempt_may_run_as_a_plain_set_nx() {
+        let node = Arc::new(Recording {
+            refuse: 2,
+            plain: std::sync::Mutex::new(Vec::new()),
+        });
+        let redlock = Redlock::builder([node.clone()])
+            .retry_delay(Duration::from_millis(1))
+            .retry_jitter(Duration::ZERO)
+            .build()
+            .expect("valid");
+        let lock = futures::executor::block_on(redlock.acquire(&["r"], Duration::from_secs(1)))
+            .expect("acquired on the third attempt");
+        assert_eq!(lock.attempts().total(), 3);
+        // Retries run the script: it also re-takes a key our own earlier
+        // attempt may have left behind, which a plain SET NX would not.
+        assert_eq!(*node.plain.lock().unwrap(), [true, false, false]);
+
+        // Several resources, fencing, or a custom acquire script: never.
+        let node = Arc::new(Recording {
+            refuse: 0,
+            plain: std::sync::Mutex::new(Vec::new()),
+        });
+        let redlock = Redlock::builder([node.clone()]).build().expect("valid");
+        futures::executor::block_on(redlock.acquire(&["a", "b"], Duration::from_secs(1)))
+            .expect("acquired");
+        let custom = Redlock::builder([node.clone()])
+            .scripts(Scripts::default().with_acquire(Script::new("return 1")))
+            .build()
+            .expect("valid");
+        futures::executor::block_on(custom.acquire(&["c"], Duration::from_secs(1)))
+            .expect("acquired");
+        assert_eq!(*node.plain.lock().unwrap(), [false, false]);
+    }
 
     #[test]
     fn jitter_stays_within_bounds_and_spreads() {

@@ -34,7 +34,10 @@
 //! script's text, which also caches it for the next `EVALSHA`. The reply is an
 //! integer (keys applied) or, for the fenced acquire, a pair of integers; any
 //! other reply is an [`ErrorKind::Protocol`] error. Custom scripts and fencing
-//! need nothing more: they are just other scripts.
+//! need nothing more: they are just other scripts. One exception: an acquire
+//! the core marks with [`Request::plain_set_nx`] (the first attempt on a single
+//! resource with the built-in script) is sent as `SET key value NX PX ttl`,
+//! which does the same for less work on the node (`OK`: applied, `nil`: held).
 //!
 //! The commands go through fred's [`custom`](fred::interfaces::ClientLike::custom)
 //! interface rather than its `evalsha`: in fred 10 the per-call
@@ -214,7 +217,13 @@ impl<C: ClientLike> FredBackend<C> {
         &self.client
     }
 
-    async fn run(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+    /// Runs the request's script, or, for an acquire the core allows as one
+    /// (`set_nx`, see [`Request::plain_set_nx`]), a plain `SET NX PX`.
+    async fn run(
+        &self,
+        request: &Request<'_>,
+        set_nx: Option<&str>,
+    ) -> Result<Reply, BackendError> {
         if let Some(health) = self
             .health
             .as_ref()
@@ -241,6 +250,33 @@ impl<C: ClientLike> FredBackend<C> {
             args
         };
         let command = |name: &'static str| CustomCommand::new_static(name, hash.clone(), false);
+
+        if let Some(key) = set_nx {
+            let args = vec![
+                Value::from(key),
+                Value::from(request.value()),
+                Value::from("NX"),
+                Value::from("PX"),
+                Value::Integer(ttl),
+            ];
+            return match self
+                .client
+                .custom::<Value, Value>(command("SET"), args)
+                .await
+            {
+                Ok(value) if value.is_ok() => Ok(Reply::applied(1)),
+                Ok(Value::Null) => Ok(Reply::applied(0)),
+                Ok(value) => Err(BackendError::new(
+                    ErrorKind::Protocol,
+                    format!(
+                        "{}: SET NX replied {} where OK or nil was expected",
+                        self.name,
+                        value.kind()
+                    ),
+                )),
+                Err(error) => Err(self.explain(error)),
+            };
+        }
 
         let mut result = self
             .client
@@ -353,19 +389,19 @@ impl<C: ClientLike> std::fmt::Debug for FredBackend<C> {
 #[async_trait]
 impl<C: ClientLike + 'static> LockBackend for FredBackend<C> {
     async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
-        self.run(request).await
+        self.run(request, request.plain_set_nx()).await
     }
 
     async fn extend(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
-        self.run(request).await
+        self.run(request, None).await
     }
 
     async fn release(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
-        self.run(request).await
+        self.run(request, None).await
     }
 
     async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
-        self.run(request).await
+        self.run(request, None).await
     }
 
     async fn watch_releases(
