@@ -73,6 +73,11 @@ pub struct Options {
     /// Implementations to run (those that a workload does not support are
     /// skipped for it).
     pub impls: Vec<Impl>,
+    /// Instead of the benchmark: this many sequential acquire + release
+    /// cycles of the first implementation on the first node count, after a
+    /// warm-up, then exit; for instruction counts (run it under
+    /// `valgrind --tool=callgrind` with two counts and take the difference).
+    pub profile_cycles: Option<usize>,
 }
 
 /// A workload.
@@ -103,11 +108,14 @@ usage: bench [--nodes 1,3,5] [--seconds 3] [--reps 3] [--quick]
              [--workloads a,b,c] [--impls ours,fred,floor,rslock,ours_wake,fred_wake]
              [--tasks 64] [--contenders 8] [--contended-ttl-ms 1000]
              [--warmup-ms 500] [--alloc-cycles 3000] [--threads 2]
+       bench --profile-cycles K [--nodes N] [--impls IMPL] [--tasks T]
 
 Starts its own redis-server nodes (fresh ones per node count) and measures ours
 (through the redis-rs and fred adapters), rslock and the raw-Redis floor,
 interleaved rep by rep. Prints a markdown table per workload, then one line of
-JSON with every figure. --quick: one short rep of everything (under a minute).";
+JSON with every figure. --quick: one short rep of everything (under a minute).
+--profile-cycles K: only K sequential cycles of one implementation (for
+valgrind --tool=callgrind: run two counts, divide the difference).";
 
 impl Default for Options {
     fn default() -> Self {
@@ -125,6 +133,7 @@ impl Default for Options {
                 .unwrap_or(2),
             workloads: vec![Workload::Latency, Workload::Throughput, Workload::Contended],
             impls: Impl::ALL.to_vec(),
+            profile_cycles: None,
         }
     }
 }
@@ -206,6 +215,10 @@ impl Options {
                         list(&value("--workloads")?, "--workloads", Workload::parse)?;
                 }
                 "--impls" => options.impls = list(&value("--impls")?, "--impls", Impl::parse)?,
+                "--profile-cycles" => {
+                    options.profile_cycles =
+                        Some(number(&value("--profile-cycles")?, "--profile-cycles")?);
+                }
                 other => {
                     return Err(BenchError::new(format!(
                         "unknown argument {other:?}\n\n{USAGE}"
@@ -261,6 +274,24 @@ fn list<T>(s: &str, name: &str, parse: impl Fn(&str) -> Option<T>) -> Result<Vec
         Some(items) if !items.is_empty() => Ok(items),
         _ => Err(BenchError::new(format!("{name}: cannot read {s:?}"))),
     }
+}
+
+/// The `--profile-cycles` mode: fresh nodes (the first node count), the
+/// first implementation, a warm-up of 500 cycles, then `cycles` acquire +
+/// release cycles on fresh resources, spread over `--tasks` concurrent tasks
+/// (give `--tasks 1` for sequential cycles). Returns the cycles that failed.
+pub fn profile(options: &Options, cycles: usize) -> Result<u64, BenchError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(options.threads)
+        .enable_all()
+        .build()
+        .map_err(|e| BenchError::new(format!("cannot build the tokio runtime: {e}")))?;
+    let n = options.nodes.first().copied().unwrap_or(1);
+    let which = options.impls.first().copied().unwrap_or(Impl::Ours);
+    let nodes = RedisNodes::start(n)
+        .map_err(|e| BenchError::new(format!("cannot start {n} redis-server nodes: {e}")))?;
+    let urls = nodes.urls();
+    runtime.block_on(workloads::profile(which, &urls, cycles, options.tasks))
 }
 
 /// Runs the whole benchmark: for each node count, fresh nodes, then every rep.

@@ -27,12 +27,17 @@ pub enum Impl {
     OursWake,
     /// Ours (fred) with wake-on-release (contended workload only).
     FredWake,
+    /// Ours through the redis-rs adapter over a plain `MultiplexedConnection`
+    /// per node (`RedisBackend::new`) instead of `connect`'s
+    /// `ConnectionManager`: the core's cost without the manager's.
+    OursMux,
 }
 
 impl Impl {
     /// Every implementation, in table order.
-    pub const ALL: [Impl; 6] = [
+    pub const ALL: [Impl; 7] = [
         Impl::Ours,
+        Impl::OursMux,
         Impl::Fred,
         Impl::Floor,
         Impl::Rslock,
@@ -49,6 +54,7 @@ impl Impl {
             Impl::Rslock => "rslock",
             Impl::OursWake => "ours_wake",
             Impl::FredWake => "fred_wake",
+            Impl::OursMux => "ours_mux",
         }
     }
 
@@ -61,6 +67,7 @@ impl Impl {
             Impl::Rslock => "rslock 0.10",
             Impl::OursWake => "ours (redis-rs) + wake",
             Impl::FredWake => "ours (fred) + wake",
+            Impl::OursMux => "ours (redis-rs, MultiplexedConnection)",
         }
     }
 
@@ -71,7 +78,7 @@ impl Impl {
     /// Whether the contended workload runs it (the floor has no retry
     /// policy; wake-on-release only matters there).
     pub(crate) fn contends(self) -> bool {
-        self != Impl::Floor
+        !matches!(self, Impl::Floor | Impl::OursMux)
     }
 
     /// Whether the uncontended workloads run it.
@@ -140,6 +147,24 @@ impl Client {
                 Redlock::builder(backends)
                     .runtime(TokioRuntime)
                     .wake_on_release(which == Impl::FredWake)
+                    .build()
+                    .map(Client::Ours)
+                    .map_err(|e| fail(&e))
+            }
+            Impl::OursMux => {
+                let mut backends = Vec::with_capacity(urls.len());
+                for url in urls {
+                    let conn = async {
+                        redis::Client::open(url.as_str())?
+                            .get_multiplexed_async_connection()
+                            .await
+                    }
+                    .await
+                    .map_err(|e| fail(&e))?;
+                    backends.push(RedisBackend::new(conn, url.clone()));
+                }
+                Redlock::builder(backends)
+                    .runtime(TokioRuntime)
                     .build()
                     .map(Client::Ours)
                     .map_err(|e| fail(&e))

@@ -499,3 +499,50 @@ async fn one_cycle(client: &Client, key: &str) {
         let _ = client.release(held, key).await;
     }
 }
+
+/// `cycles` cycles of `which` after 500 of warm-up (the `--profile-cycles`
+/// mode), spread over `tasks` concurrent tasks each on its own resources.
+/// Returns how many failed.
+pub(crate) async fn profile(
+    which: Impl,
+    urls: &[String],
+    cycles: usize,
+    tasks: usize,
+) -> Result<u64, BenchError> {
+    let client = Arc::new(Client::connect(which, urls).await?);
+    let warm = client.clone();
+    tokio::spawn(async move {
+        for i in 0..500 {
+            one_cycle(&warm, &format!("bench:profile:warm:{i}")).await;
+        }
+    })
+    .await
+    .map_err(|e| BenchError::new(format!("the warm-up task died: {e}")))?;
+    let tasks = tasks.max(1);
+    let handles: Vec<_> = (0..tasks)
+        .map(|t| {
+            let client = client.clone();
+            let share = cycles / tasks + usize::from(t < cycles % tasks);
+            let keys: Vec<String> = (0..share)
+                .map(|i| format!("bench:profile:{}:{t}:{i}", which.key()))
+                .collect();
+            tokio::spawn(async move {
+                let mut failed = 0u64;
+                for key in &keys {
+                    match client.acquire(key, TTL).await {
+                        Ok(held) => failed += u64::from(client.release(held, key).await.is_err()),
+                        Err(_) => failed += 1,
+                    }
+                }
+                failed
+            })
+        })
+        .collect();
+    let mut failed = 0;
+    for handle in handles {
+        failed += handle
+            .await
+            .map_err(|e| BenchError::new(format!("a profile task died: {e}")))?;
+    }
+    Ok(failed)
+}

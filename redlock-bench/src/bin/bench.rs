@@ -20,6 +20,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Some(cycles) = options.profile_cycles {
+        return match bench::profile(&options, cycles) {
+            Ok(failed) => {
+                eprintln!("bench: {cycles} profiled cycles, {failed} failed");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("bench failed: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let load = load_average();
     eprintln!(
         "bench: nodes {:?}, {} s per run, {} rep(s), {} worker threads; load average before: {}",
