@@ -229,8 +229,9 @@ where
     /// (see [`Request::plain_set_nx`]): `OK` is one key applied, `nil` none.
     async fn set_nx(&self, key: &str, request: &Request<'_>) -> Result<Reply, BackendError> {
         let mut conn = self.conn.clone();
-        let mut cmd = redis::cmd("SET");
-        cmd.arg(key)
+        let mut cmd = redis::Cmd::with_capacity(6, 3 + key.len() + request.value().len() + 26);
+        cmd.arg("SET")
+            .arg(key)
             .arg(request.value())
             .arg("NX")
             .arg("PX")
@@ -285,8 +286,17 @@ async fn eval<C: ConnectionLike>(conn: &mut C, request: &Request<'_>) -> Result<
 /// the resources and then any extra keys (fence counters), and `ARGS` any
 /// extra arguments (a fencing token).
 fn script_cmd(verb: &str, body: &str, request: &Request<'_>) -> redis::Cmd {
-    let mut cmd = redis::cmd(verb);
-    cmd.arg(body).arg(request.key_count());
+    // Sized up front: growing the buffers argument by argument costs several
+    // reallocations per call (20-digit bounds for the two numbers).
+    let args = 5 + request.key_count() + request.extra_args().len();
+    let bytes = verb.len()
+        + body.len()
+        + request.keys().map(str::len).sum::<usize>()
+        + request.value().len()
+        + request.extra_args().iter().map(String::len).sum::<usize>()
+        + 40;
+    let mut cmd = redis::Cmd::with_capacity(args, bytes);
+    cmd.arg(verb).arg(body).arg(request.key_count());
     for key in request.keys() {
         cmd.arg(key);
     }
