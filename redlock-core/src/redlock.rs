@@ -350,7 +350,7 @@ impl Redlock {
                 return Ok(Lock {
                     redlock: self.clone(),
                     resources,
-                    value: value.into(),
+                    value,
                     ttl,
                     expiration,
                     attempts,
@@ -729,7 +729,9 @@ pub(crate) fn validate_resources<S: AsRef<str>>(
     if resources.is_empty() {
         return Err(InvalidInput::NoResources);
     }
-    let mut seen = HashSet::with_capacity(resources.len());
+    // A few names (the usual case) are compared pairwise; a set (and its
+    // allocation) only pays off for many.
+    let mut seen = (resources.len() > 8).then(|| HashSet::with_capacity(resources.len()));
     for (index, r) in resources.iter().enumerate() {
         let r = r.as_ref();
         if r.is_empty() {
@@ -742,7 +744,13 @@ pub(crate) fn validate_resources<S: AsRef<str>>(
                 max: MAX_RESOURCE_LEN,
             });
         }
-        if !seen.insert(r) {
+        let duplicate = match seen.as_mut() {
+            Some(seen) => !seen.insert(r),
+            None => resources[..index]
+                .iter()
+                .any(|earlier| earlier.as_ref() == r),
+        };
+        if duplicate {
             return Err(InvalidInput::DuplicateResource(r.to_owned()));
         }
     }
@@ -764,10 +772,18 @@ pub(crate) fn validate_ttl(ttl: Duration, settings: &Settings) -> Result<(), Inv
     Ok(())
 }
 
-/// 128 bits from the thread's CSPRNG (ChaCha, seeded from the OS), as 32 hex digits.
-pub(crate) fn random_value() -> String {
+/// 128 bits from the thread's CSPRNG (ChaCha, seeded from the OS), as 32
+/// lowercase hex digits, written straight into the one allocation the lock
+/// keeps (no `String` to convert on the hot path).
+pub(crate) fn random_value() -> Arc<str> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bits: u128 = rand::rng().random();
-    format!("{bits:032x}")
+    let mut digits = [0u8; 32];
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[((bits >> (4 * (31 - i))) & 0xf) as usize];
+    }
+    // Hex digits are ASCII, so this never falls back.
+    Arc::from(std::str::from_utf8(&digits).unwrap_or_default())
 }
 
 /// `base` ± uniform(`jitter`), never below zero. Drawn before any await: the

@@ -168,7 +168,11 @@ impl Attempt {
 #[derive(Clone, Debug, Default)]
 pub struct Attempts {
     total: u64,
-    recent: VecDeque<Attempt>,
+    /// The oldest kept attempt, held inline: most operations take one round,
+    /// and then no queue is allocated.
+    first: Option<Attempt>,
+    /// The kept attempts after `first`, oldest first; empty while `first` is None.
+    rest: VecDeque<Attempt>,
 }
 
 impl Attempts {
@@ -184,10 +188,14 @@ impl Attempts {
     }
 
     fn keep(&mut self, attempt: Attempt, keep: usize) {
-        while self.recent.len() >= keep.max(1) {
-            self.recent.pop_front();
+        while self.len() >= keep.max(1) {
+            self.first = self.rest.pop_front();
         }
-        self.recent.push_back(attempt);
+        if self.first.is_none() {
+            self.first = Some(attempt);
+        } else {
+            self.rest.push_back(attempt);
+        }
     }
 
     /// Attempts made in all, including those no longer kept. A fenced
@@ -198,21 +206,110 @@ impl Attempts {
 
     /// The kept attempts, oldest first.
     pub fn iter(&self) -> impl DoubleEndedIterator<Item = &Attempt> + ExactSizeIterator {
-        self.recent.iter()
+        Iter {
+            first: self.first.as_ref(),
+            rest: self.rest.iter(),
+        }
     }
 
     /// The last attempt.
     pub fn last(&self) -> Option<&Attempt> {
-        self.recent.back()
+        self.rest.back().or(self.first.as_ref())
     }
 
     /// How many attempts are kept.
     pub fn len(&self) -> usize {
-        self.recent.len()
+        usize::from(self.first.is_some()) + self.rest.len()
     }
 
     /// Whether none is kept.
     pub fn is_empty(&self) -> bool {
-        self.recent.is_empty()
+        self.first.is_none()
+    }
+}
+
+/// The iterator of [`Attempts::iter`]: `first`, then `rest`.
+struct Iter<'a> {
+    first: Option<&'a Attempt>,
+    rest: std::collections::vec_deque::Iter<'a, Attempt>,
+}
+
+impl<'a> Iterator for Iter<'a> {
+    type Item = &'a Attempt;
+
+    fn next(&mut self) -> Option<&'a Attempt> {
+        self.first.take().or_else(|| self.rest.next())
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let n = usize::from(self.first.is_some()) + self.rest.len();
+        (n, Some(n))
+    }
+}
+
+impl DoubleEndedIterator for Iter<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.rest.next_back().or_else(|| self.first.take())
+    }
+}
+
+impl ExactSizeIterator for Iter<'_> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attempt(n: usize) -> Attempt {
+        Attempt {
+            operation: Operation::Acquire,
+            started: Instant::now(),
+            elapsed: Duration::from_millis(n as u64),
+            membership_size: 1,
+            quorum_size: 1,
+            outcome: AttemptOutcome::Contended,
+            nodes: Vec::new(),
+        }
+    }
+
+    fn kept(a: &Attempts) -> Vec<u128> {
+        a.iter().map(|x| x.elapsed.as_millis()).collect()
+    }
+
+    #[test]
+    fn keeps_the_most_recent_in_order_and_counts_all() {
+        let mut a = Attempts::default();
+        assert!(a.is_empty() && a.last().is_none() && a.iter().len() == 0);
+        a.push(attempt(1), 3);
+        assert_eq!(kept(&a), [1]);
+        assert_eq!(a.last().map(|x| x.elapsed.as_millis()), Some(1));
+        for n in 2..=5 {
+            a.push(attempt(n), 3);
+        }
+        assert_eq!(kept(&a), [3, 4, 5]);
+        assert_eq!(
+            a.iter()
+                .rev()
+                .map(|x| x.elapsed.as_millis())
+                .collect::<Vec<_>>(),
+            [5, 4, 3]
+        );
+        assert_eq!((a.len(), a.iter().len(), a.total()), (3, 3, 5));
+        assert_eq!(a.last().map(|x| x.elapsed.as_millis()), Some(5));
+        a.push_round(attempt(6), 3);
+        assert_eq!((kept(&a), a.total()), (vec![4, 5, 6], 5));
+        // Mixed ends.
+        let mut it = a.iter();
+        assert_eq!(it.next_back().map(|x| x.elapsed.as_millis()), Some(6));
+        assert_eq!(it.next().map(|x| x.elapsed.as_millis()), Some(4));
+        assert_eq!(it.len(), 1);
+        // A history of one keeps the last.
+        let mut one = Attempts::default();
+        for n in 1..=4 {
+            one.push(attempt(n), 1);
+        }
+        assert_eq!((kept(&one), one.total()), (vec![4], 4));
+        // Zero is read as one.
+        one.push(attempt(9), 0);
+        assert_eq!(kept(&one), [9]);
     }
 }
