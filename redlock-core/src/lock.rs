@@ -71,9 +71,13 @@ impl Lock {
     /// lower than the highest it has seen (a stale holder, paused past its
     /// validity). Extensions keep the token.
     ///
-    /// Monotonicity needs the fence counters to survive node restarts (AOF
-    /// with `appendfsync always`, or the delayed-restart rule) and never be
-    /// evicted (`maxmemory-policy noeviction`).
+    /// Monotonicity needs the fence counters to survive node restarts: run
+    /// the nodes with AOF and `appendfsync always`. The delayed-restart rule,
+    /// which is enough for the lock keys (they expire anyway), is NOT enough
+    /// for the counters: a node that restarts empty has forgotten them, and
+    /// after crashes of different minorities a quorum can hold only counters
+    /// older than the last token, so a token repeats. Counters must also never
+    /// be evicted (`maxmemory-policy noeviction`).
     pub fn fencing_token(&self) -> Option<u64> {
         self.fencing_token
     }

@@ -71,7 +71,8 @@ pub struct Settings {
     pub release_retry_delay: Duration,
     /// Acquire with a fencing token ([`Lock::fencing_token`](crate::Lock::fencing_token)):
     /// a number that strictly increases with every acquisition of the same
-    /// resource, across all clients. Costs one more round trip per
+    /// resource, across all clients, provided the nodes persist their fence
+    /// counters (AOF, `appendfsync always`). Costs one more round trip per
     /// acquisition. Default false.
     pub fencing: bool,
     /// Releases publish a message per resource, and an acquisition that finds
