@@ -73,8 +73,16 @@ impl Usage {
         }
     }
 
-    /// As JSON: start, warm, end and max of both figures.
+    /// As JSON: start, warm, end and max of both figures, and every tenth
+    /// sample as `[at_s, rss_kib, fds]`.
     pub fn to_json(&self) -> Value {
+        let series: Vec<Value> = self
+            .samples
+            .iter()
+            .step_by(10)
+            .chain(self.samples.last())
+            .map(|s| json!([s.at_s, s.rss_kib, s.fds]))
+            .collect();
         let pick = |s: Option<Sample>| {
             s.map(|s| json!({"at_s": s.at_s, "rss_kib": s.rss_kib, "fds": s.fds}))
         };
@@ -85,6 +93,7 @@ impl Usage {
             "warm": pick(self.warm()),
             "end": pick(self.end()),
             "max": {"rss_kib": max.rss_kib, "fds": max.fds},
+            "series": series,
         })
     }
 }
