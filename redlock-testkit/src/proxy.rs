@@ -736,6 +736,13 @@ async fn pump_inner(
     let mut rx = shared.state.subscribe();
     let mut abort = abort_tx.subscribe();
     let mut state = rx.borrow_and_update().clone();
+    // This direction registered before it subscribed: a switch made in
+    // between is already in `state` and will never show up as a change, so
+    // acknowledge it now (unless it resets the connection, which the loop
+    // does first).
+    if !must_reset(&state, epoch) {
+        me.ack(state.generation);
+    }
     let mut rng = Rng::new(me.id);
     let mut queue: VecDeque<(tokio::time::Instant, Vec<u8>)> = VecDeque::new();
     let mut last_due = tokio::time::Instant::now();
