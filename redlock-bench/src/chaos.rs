@@ -604,18 +604,18 @@ async fn connect_client(urls: &[String], fred: bool) -> Result<Redlock, ChaosErr
         .map_err(|e| ChaosError::Setup(format!("building a Redlock: {e}")))
 }
 
-/// Lock keys (not fence counters) under `prefix` on every running node.
-fn count_keys(nodes: &[RedisNode], prefix: &str) -> u64 {
+/// Lock keys (not fence counters) under `prefix` on every running node. A
+/// node that cannot be asked fails the count rather than hide its keys.
+fn count_keys(nodes: &[RedisNode], prefix: &str) -> Result<u64, ChaosError> {
     let pattern = format!("{prefix}*");
-    nodes
-        .iter()
-        .filter(|n| n.is_running())
-        .map(|n| {
-            Probe::new(&n.url())
-                .try_query::<Vec<String>>(redis::cmd("KEYS").arg(&pattern))
-                .map_or(0, |keys| keys.len() as u64)
-        })
-        .sum()
+    let mut total = 0;
+    for node in nodes.iter().filter(|n| n.is_running()) {
+        let keys: Vec<String> = Probe::new(&node.url())
+            .try_query(redis::cmd("KEYS").arg(&pattern))
+            .map_err(|e| ChaosError::Setup(format!("counting keys on {}: {e}", node.url())))?;
+        total += keys.len() as u64;
+    }
+    Ok(total)
 }
 
 /// Runs one schedule: starts its nodes and proxies, the clients and the
@@ -734,9 +734,9 @@ pub fn run(schedule: Schedule, config: &Config) -> Result<Report, ChaosError> {
         result.map(|(tally, elapsed)| (tally, elapsed, fault_log))
     })?;
 
-    let keys_at_end = count_keys(nodes.nodes(), &prefix);
+    let keys_at_end = count_keys(nodes.nodes(), &prefix)?;
     std::thread::sleep(ttl + Duration::from_millis(200));
-    let keys_left = count_keys(nodes.nodes(), &prefix);
+    let keys_left = count_keys(nodes.nodes(), &prefix)?;
     let figures = ctx.checker.figures();
     let usage = sampler.map(sys::Sampler::stop);
     // The clients' connections close inside the runtime.
