@@ -196,23 +196,41 @@ impl Client {
     }
 
     /// Acquires, retrying until it holds the lock (rslock: its own
-    /// `acquire_no_guard` loop). Returns the lock and how many calls ran out
-    /// of retries or failed on the way.
-    pub(crate) async fn acquire_until(&self, key: &str, ttl: Duration) -> (Held, u64) {
-        if let Client::Rslock(manager) = self {
-            loop {
+    /// `acquire_no_guard` loop). Returns the lock, how many calls ran out of
+    /// retries or failed on the way, and (ours only) how many attempts
+    /// (rounds) all those calls made.
+    pub(crate) async fn acquire_until(&self, key: &str, ttl: Duration) -> (Held, u64, Option<u64>) {
+        match self {
+            Client::Rslock(manager) => loop {
                 // Loops by itself on Unavailable; only a TTL too large ends it.
                 match manager.acquire_no_guard(key, ttl).await {
-                    Ok(lock) => return (Held::Rslock(lock), 0),
+                    Ok(lock) => return (Held::Rslock(lock), 0, None),
                     Err(_) => tokio::task::yield_now().await,
                 }
+            },
+            Client::Ours(redlock) => {
+                let (mut gave_up, mut attempts) = (0, 0);
+                loop {
+                    match redlock.acquire(&[key], ttl).await {
+                        Ok(lock) => {
+                            attempts += lock.attempts().total();
+                            return (Held::Ours(lock), gave_up, Some(attempts));
+                        }
+                        Err(e) => {
+                            gave_up += 1;
+                            attempts += e.failure().map_or(0, |f| f.attempts.total());
+                        }
+                    }
+                }
             }
-        }
-        let mut gave_up = 0;
-        loop {
-            match self.acquire(key, ttl).await {
-                Ok(held) => return (held, gave_up),
-                Err(_) => gave_up += 1,
+            Client::Floor(_) => {
+                let mut gave_up = 0;
+                loop {
+                    match self.acquire(key, ttl).await {
+                        Ok(held) => return (held, gave_up, None),
+                        Err(_) => gave_up += 1,
+                    }
+                }
             }
         }
     }

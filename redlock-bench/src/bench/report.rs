@@ -189,9 +189,12 @@ impl Results {
             );
             let _ = writeln!(
                 out,
-                "| N | implementation | handoffs/s | vs rslock | wait p50 ms | wait p99 ms | rslock / this (wait p99) | new owner's wait p99 ms | rslock / this (new owner's p99) | max wait ms | release-to-next-owner p99 ms | lost updates | acquire calls out of retries |"
+                "| N | implementation | handoffs/s | vs rslock | wait p50 ms | wait p99 ms | rslock / this (wait p99) | new owner's wait p99 ms | rslock / this (new owner's p99) | max wait ms | release-to-next-owner p99 ms | lost updates | acquire calls out of retries | attempts per acquisition |"
             );
-            let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|---|");
+            let _ = writeln!(
+                out,
+                "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+            );
             let ms = |s: Option<Stat>| {
                 cell(s.map(|s| Stat {
                     median: s.median / 1e3,
@@ -207,7 +210,7 @@ impl Results {
                     };
                     let _ = writeln!(
                         out,
-                        "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+                        "| {n} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         i.label(),
                         cell(self.stat("contended_handoffs_per_s", i, n)),
                         ratio(self.ratio("contended_handoffs_per_s", i, Impl::Rslock, n)),
@@ -220,6 +223,7 @@ impl Results {
                         ms(self.stat("contended_gap_p99_us", i, n)),
                         cell(self.stat("contended_lost_updates", i, n)),
                         cell(self.stat("contended_gave_up", i, n)),
+                        cell(self.stat("contended_attempts_per_acquire", i, n)),
                     );
                 }
             }

@@ -148,6 +148,9 @@ pub(crate) async fn bench_nodes(
                         );
                         results.push("contended_lost_updates", which, n, run.lost as f64);
                         results.push("contended_gave_up", which, n, run.gave_up as f64);
+                        if let Some(a) = run.attempts_per_acquire {
+                            results.push("contended_attempts_per_acquire", which, n, a);
+                        }
                         format!(
                             "{:.0} handoffs/s, wait p99 {:.1} ms, new owner's wait p99 {:.1} ms, max {:.1} ms, lost {}",
                             run.handoffs_per_s,
@@ -355,6 +358,9 @@ pub(crate) struct ContendedRun {
     pub takeover_wait_p99_us: f64,
     pub lost: u64,
     pub gave_up: u64,
+    /// Ours only: attempts (rounds) per successful acquisition, counting
+    /// those of calls that ran out of retries.
+    pub attempts_per_acquire: Option<f64>,
 }
 
 /// What the contenders share: the counter the lock protects, and who held
@@ -398,9 +404,10 @@ pub(crate) async fn contended(
                 let mut takeovers: Vec<u64> = Vec::with_capacity(4096);
                 let mut censored = 0u64;
                 let mut gave_up = 0u64;
+                let mut attempts: Option<u64> = None;
                 while Instant::now() < deadline {
                     let t0 = Instant::now();
-                    let (held, misses) = tokio::select! {
+                    let (held, misses, rounds) = tokio::select! {
                         biased;
                         got = client.acquire_until(&key, ttl) => got,
                         _ = tokio::time::sleep_until(deadline.into()) => {
@@ -410,6 +417,9 @@ pub(crate) async fn contended(
                     };
                     let now = Instant::now();
                     gave_up += misses;
+                    if let Some(rounds) = rounds {
+                        *attempts.get_or_insert(0) += rounds;
+                    }
                     let wait = now.duration_since(t0).as_nanos() as u64;
                     waits.push(wait);
                     let previous = shared.owner.swap(me, Ordering::AcqRel);
@@ -430,14 +440,17 @@ pub(crate) async fn contended(
                     let at = start.elapsed().as_nanos() as u64;
                     shared.released_at.store(at, Ordering::Release);
                 }
-                (waits, gaps, takeovers, censored, gave_up)
+                (waits, gaps, takeovers, censored, gave_up, attempts)
             })
         })
         .collect();
     let (mut waits, mut gaps, mut takeovers) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut censored_max, mut gave_up) = (0, 0);
+    let (mut censored_max, mut gave_up, mut attempts) = (0, 0, None);
     for handle in handles {
-        if let Ok((w, g, t, c, m)) = handle.await {
+        if let Ok((w, g, t, c, m, a)) = handle.await {
+            if let Some(a) = a {
+                *attempts.get_or_insert(0u64) += a;
+            }
             waits.extend(w);
             gaps.extend(g);
             takeovers.extend(t);
@@ -461,6 +474,9 @@ pub(crate) async fn contended(
         gap_p99_us: quantile(&gaps, 0.99) as f64 / 1e3,
         takeover_wait_p99_us: quantile(&takeovers, 0.99) as f64 / 1e3,
         lost: sections.saturating_sub(counter),
+        attempts_per_acquire: attempts
+            .filter(|_| sections > 0)
+            .map(|a| a as f64 / sections as f64),
         gave_up,
     }
 }
