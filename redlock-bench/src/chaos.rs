@@ -367,6 +367,7 @@ impl Report {
         let mut v = json!({
             "name": self.schedule.name(),
             "safe": self.safe(),
+            "fencing_promised": self.schedule.fencing_promised(),
             "passed": self.passed(),
             "seconds": (self.seconds * 10.0).round() / 10.0,
             "clients": self.clients,
