@@ -16,7 +16,8 @@
 //!   ends it is [closed](ReleaseWaker::is_closed) and can be dropped.
 //! - [`ReleaseHub`] is for backend authors: one subscription per connection
 //!   (for Redis, `PSUBSCRIBE` to [`RELEASE_CHANNEL_PATTERN`]) feeds
-//!   [`ReleaseHub::notify`], which wakes the waiters of that channel.
+//!   [`ReleaseHub::notify`], which wakes the longest waiter of that channel
+//!   (the others are woken by the next releases, in the order they came).
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -164,21 +165,31 @@ impl ReleaseHub {
         }
     }
 
-    /// Wakes every live waiter of `channel` and forgets the closed ones.
+    /// Wakes the live waiter of `channel` that has waited longest (the
+    /// first registered), and forgets the closed ones.
+    ///
+    /// One waiter, not all: a release frees the lock for one new owner, and
+    /// waking every waiter of this process made all of them race for it,
+    /// each losing attempt costing a round trip and a script run on every
+    /// node, with the winner picked at random (a long tail of waits). The
+    /// longest waiter retries at once; the others keep their jittered retry
+    /// timer and are woken in turn by the next releases, first come, first
+    /// served. Waiters in other processes are woken by their own hubs. A
+    /// waiter that was woken and lost the race stays first in line.
     pub fn notify(&self, channel: &str) {
-        let wakers = {
+        let waker = {
             let mut map = self.channels();
             let Some(list) = map.get_mut(channel) else {
                 return;
             };
             list.retain(|w| !w.is_closed());
-            let wakers = list.clone();
+            let first = list.first().cloned();
             if list.is_empty() {
                 map.remove(channel);
             }
-            wakers
+            first
         };
-        for waker in wakers {
+        if let Some(waker) = waker {
             waker.wake();
         }
     }
@@ -211,6 +222,26 @@ mod tests {
         drop(wait);
         hub.notify(&release_channel("a"));
         assert!(hub.is_empty(), "closed waiters are pruned");
+    }
+
+    #[test]
+    fn notify_wakes_the_longest_live_waiter_first_come_first_served() {
+        let hub = ReleaseHub::new();
+        let channels = [release_channel("a")];
+        let (first, second, third) = (ReleaseWait::new(), ReleaseWait::new(), ReleaseWait::new());
+        for wait in [&first, &second, &third] {
+            hub.register(&channels, &wait.waker());
+        }
+        hub.notify(&channels[0]);
+        let generations = |waits: [&ReleaseWait; 3]| waits.map(ReleaseWait::generation);
+        assert_eq!(generations([&first, &second, &third]), [1, 0, 0]);
+        // Still waiting (it lost the race): it stays first in line.
+        hub.notify(&channels[0]);
+        assert_eq!(generations([&first, &second, &third]), [2, 0, 0]);
+        // Once it got the lock (its wait ends), the next one is woken.
+        drop(first);
+        hub.notify(&channels[0]);
+        assert_eq!([second.generation(), third.generation()], [1, 0]);
     }
 
     #[test]
