@@ -495,10 +495,17 @@ fn fencing_tokens_rise_across_owners() {
             last = token;
             lock.release().await.expect("release");
         }
-        let mut cli = servers[0].cli();
-        assert_eq!(
-            get(&mut cli, "{acct}1:redlock:fence").as_deref(),
-            Some(last.to_string().as_str())
+        // The write-back promises the token to a quorum, not to every node:
+        // the round ends once two of three confirm, so the third may lag.
+        let counters: Vec<Option<u64>> = servers
+            .iter()
+            .map(|s| get(&mut s.cli(), "{acct}1:redlock:fence").and_then(|v| v.parse().ok()))
+            .collect();
+        let at_last = counters.iter().filter(|c| **c == Some(last)).count();
+        assert!(at_last >= 2, "token {last} on a quorum: {counters:?}");
+        assert!(
+            counters.iter().all(|c| c.unwrap_or(0) <= last),
+            "no counter above the last token {last}: {counters:?}"
         );
     });
 }
