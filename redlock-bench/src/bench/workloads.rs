@@ -64,6 +64,24 @@ pub(crate) async fn bench_nodes(
         let len = order.len().max(1);
         order.rotate_left(rep % len);
         for &workload in &options.workloads {
+            let mut sliced = if workload == Workload::Throughput {
+                let uncontended: Vec<_> = order
+                    .iter()
+                    .filter(|(which, _)| which.uncontended())
+                    .cloned()
+                    .collect();
+                let runs = throughput_interleaved(
+                    &uncontended,
+                    &format!("bench:b:{rep}"),
+                    options.tasks,
+                    options.run_time(),
+                    pids,
+                )
+                .await;
+                uncontended.into_iter().map(|(w, _)| w).zip(runs).collect()
+            } else {
+                Vec::new()
+            };
             for (which, client) in &order {
                 let which = *which;
                 let line = match workload {
@@ -89,36 +107,26 @@ pub(crate) async fn bench_nodes(
                         )
                     }
                     Workload::Throughput if which.uncontended() => {
-                        let prefix = format!("bench:b:{}:{rep}", which.key());
-                        let servers0 = cpu_time_of(pids);
-                        let run = throughput(
-                            client.clone(),
-                            prefix,
-                            options.tasks,
-                            options.run_time(),
-                            TTL,
-                        )
-                        .await;
-                        let server_cpu = servers0
-                            .zip(cpu_time_of(pids))
-                            .map(|(a, b)| b.saturating_sub(a).as_secs_f64())
-                            .filter(|_| run.cycles > 0)
-                            .map(|s| s / run.cycles as f64 * 1e5);
+                        let Some(at) = sliced.iter().position(|(w, _)| *w == which) else {
+                            continue;
+                        };
+                        let (_, run) = sliced.swap_remove(at);
+                        let server_cpu = run.server_cpu_s_per_100k();
                         let left = probe.keys().await;
-                        results.push("throughput_64", which, n, run.per_s);
+                        results.push("throughput_64", which, n, run.per_s());
                         if let Some(cpu) = server_cpu {
                             results.push("throughput_server_cpu_s_per_100k", which, n, cpu);
                         }
                         results.push("throughput_errors", which, n, run.errors as f64);
-                        if let Some(cpu) = run.cpu_s_per_100k {
+                        if let Some(cpu) = run.cpu_s_per_100k() {
                             results.push("throughput_cpu_s_per_100k", which, n, cpu);
                         }
                         results.push("keys_left", which, n, left as f64);
                         format!(
                             "{:.0} cycles/s, {} errors, cpu {} client, {} servers{}",
-                            run.per_s,
+                            run.per_s(),
                             run.errors,
-                            run.cpu_s_per_100k
+                            run.cpu_s_per_100k()
                                 .map_or("?".to_owned(), |c| format!("{c:.2} s/100k")),
                             server_cpu.map_or("?".to_owned(), |c| format!("{c:.2} s/100k")),
                             error_note(&run.first_error)
@@ -277,12 +285,93 @@ pub(crate) async fn latency(
     })
 }
 
+#[derive(Default)]
 pub(crate) struct ThroughputRun {
-    pub per_s: f64,
     pub cycles: u64,
     pub errors: u64,
     pub first_error: Option<String>,
-    pub cpu_s_per_100k: Option<f64>,
+    /// Wall time of the run (summed over slices).
+    pub elapsed: Duration,
+    /// This process's CPU time (None where it cannot be read).
+    pub cpu: Option<Duration>,
+    /// The redis-server processes' CPU time.
+    pub server_cpu: Option<Duration>,
+}
+
+impl ThroughputRun {
+    pub(crate) fn per_s(&self) -> f64 {
+        self.cycles as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn per_100k(&self, time: Option<Duration>) -> Option<f64> {
+        time.filter(|_| self.cycles > 0)
+            .map(|c| c.as_secs_f64() / self.cycles as f64 * 1e5)
+    }
+
+    pub(crate) fn cpu_s_per_100k(&self) -> Option<f64> {
+        self.per_100k(self.cpu)
+    }
+
+    pub(crate) fn server_cpu_s_per_100k(&self) -> Option<f64> {
+        self.per_100k(self.server_cpu)
+    }
+
+    /// Adds a slice's figures to these.
+    fn absorb(&mut self, slice: ThroughputRun, first: bool) {
+        let add = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
+            (Some(a), Some(b)) => Some(a + b),
+            (None, b) if first => b,
+            _ => None,
+        };
+        self.cpu = add(self.cpu, slice.cpu);
+        self.server_cpu = add(self.server_cpu, slice.server_cpu);
+        self.cycles += slice.cycles;
+        self.errors += slice.errors;
+        self.elapsed += slice.elapsed;
+        if self.first_error.is_none() {
+            self.first_error = slice.first_error;
+        }
+    }
+}
+
+/// How long one slice of the throughput workload runs. The machine's speed
+/// drifts over seconds (on 2 cores shared with the redis-servers it jumps
+/// between modes ~1.5x apart), so each rep's run time is cut into slices
+/// taken in turn by every implementation: all of them sample the same drift.
+const THROUGHPUT_SLICE: Duration = Duration::from_millis(500);
+
+/// The throughput workload of one rep for every implementation in `order`,
+/// interleaved slice by slice; each gets `run` in all.
+pub(crate) async fn throughput_interleaved(
+    order: &[(Impl, Arc<Client>)],
+    prefix: &str,
+    tasks: usize,
+    run: Duration,
+    pids: &[u32],
+) -> Vec<ThroughputRun> {
+    let slices = (run.as_secs_f64() / THROUGHPUT_SLICE.as_secs_f64())
+        .round()
+        .max(1.0) as u32;
+    let slice = run / slices;
+    let mut runs: Vec<ThroughputRun> = order.iter().map(|_| ThroughputRun::default()).collect();
+    for s in 0..slices {
+        for ((which, client), total) in order.iter().zip(runs.iter_mut()) {
+            let servers0 = cpu_time_of(pids);
+            let mut part = throughput(
+                client.clone(),
+                format!("{prefix}:{}:{s}", which.key()),
+                tasks,
+                slice,
+                TTL,
+            )
+            .await;
+            part.server_cpu = servers0
+                .zip(cpu_time_of(pids))
+                .map(|(a, b)| b.saturating_sub(a));
+            total.absorb(part, s == 0);
+        }
+    }
+    runs
 }
 
 /// `tasks` tasks, each cycling on its own resource until the deadline.
@@ -335,16 +424,13 @@ pub(crate) async fn throughput(
             }
         }
     }
-    let elapsed = start.elapsed();
-    let cpu = cpu0.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
     ThroughputRun {
-        per_s: cycles as f64 / elapsed.as_secs_f64(),
         cycles,
         errors,
         first_error,
-        cpu_s_per_100k: cpu
-            .filter(|_| cycles > 0)
-            .map(|c| c.as_secs_f64() / cycles as f64 * 1e5),
+        elapsed: start.elapsed(),
+        cpu: cpu0.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a)),
+        server_cpu: None,
     }
 }
 
