@@ -64,6 +64,22 @@ pub(crate) async fn bench_nodes(
         let len = order.len().max(1);
         order.rotate_left(rep % len);
         for &workload in &options.workloads {
+            let mut latencies = if workload == Workload::Latency {
+                let uncontended: Vec<_> = order
+                    .iter()
+                    .filter(|(which, _)| which.uncontended())
+                    .cloned()
+                    .collect();
+                let runs = latency_interleaved(
+                    &uncontended,
+                    &format!("bench:a:{rep}"),
+                    options.run_time(),
+                )
+                .await;
+                uncontended.into_iter().map(|(w, _)| w).zip(runs).collect()
+            } else {
+                Vec::new()
+            };
             let mut sliced = if workload == Workload::Throughput {
                 let uncontended: Vec<_> = order
                     .iter()
@@ -86,8 +102,10 @@ pub(crate) async fn bench_nodes(
                 let which = *which;
                 let line = match workload {
                     Workload::Latency if which.uncontended() => {
-                        let prefix = format!("bench:a:{}:{rep}", which.key());
-                        let run = latency(client.clone(), prefix, options.run_time(), TTL).await;
+                        let Some(at) = latencies.iter().position(|(w, _)| *w == which) else {
+                            continue;
+                        };
+                        let (_, run) = latencies.swap_remove(at);
                         let left = probe.keys().await;
                         results.push("latency_p50_us", which, n, run.p50_us);
                         results.push("latency_p99_us", which, n, run.p99_us);
@@ -231,6 +249,47 @@ pub(crate) struct LatencyRun {
     pub cpu_s_per_100k: Option<f64>,
 }
 
+/// The samples of one latency slice.
+#[derive(Default)]
+struct LatencySlice {
+    /// Nanoseconds per cycle.
+    samples: Vec<u64>,
+    errors: u64,
+    first_error: Option<String>,
+    cpu: Option<Duration>,
+}
+
+impl LatencySlice {
+    fn absorb(&mut self, slice: LatencySlice, first: bool) {
+        self.samples.extend_from_slice(&slice.samples);
+        self.errors += slice.errors;
+        if self.first_error.is_none() {
+            self.first_error = slice.first_error;
+        }
+        self.cpu = match (self.cpu, slice.cpu) {
+            (Some(a), Some(b)) => Some(a + b),
+            (None, b) if first => b,
+            _ => None,
+        };
+    }
+
+    fn finish(mut self) -> LatencyRun {
+        self.samples.sort_unstable();
+        let cycles = self.samples.len() as u64;
+        LatencyRun {
+            p50_us: quantile(&self.samples, 0.50) as f64 / 1e3,
+            p99_us: quantile(&self.samples, 0.99) as f64 / 1e3,
+            cycles,
+            errors: self.errors,
+            first_error: self.first_error,
+            cpu_s_per_100k: self
+                .cpu
+                .filter(|_| cycles > 0)
+                .map(|c| c.as_secs_f64() / cycles as f64 * 1e5),
+        }
+    }
+}
+
 /// One task, acquire + release on a fresh resource per cycle.
 pub(crate) async fn latency(
     client: Arc<Client>,
@@ -238,13 +297,41 @@ pub(crate) async fn latency(
     run: Duration,
     ttl: Duration,
 ) -> LatencyRun {
+    latency_slice(client, prefix, run, ttl).await.finish()
+}
+
+/// The latency workload of one rep for every implementation in `order`,
+/// interleaved slice by slice as the throughput workload is (see
+/// [`THROUGHPUT_SLICE`]); each gets `run` in all.
+pub(crate) async fn latency_interleaved(
+    order: &[(Impl, Arc<Client>)],
+    prefix: &str,
+    run: Duration,
+) -> Vec<LatencyRun> {
+    let slices = slice_count(run);
+    let mut runs: Vec<LatencySlice> = order.iter().map(|_| LatencySlice::default()).collect();
+    for s in 0..slices {
+        for ((which, client), total) in order.iter().zip(runs.iter_mut()) {
+            let prefix = format!("{prefix}:{}:{s}", which.key());
+            let part = latency_slice(client.clone(), prefix, run / slices, TTL).await;
+            total.absorb(part, s == 0);
+        }
+    }
+    runs.into_iter().map(LatencySlice::finish).collect()
+}
+
+async fn latency_slice(
+    client: Arc<Client>,
+    prefix: String,
+    run: Duration,
+    ttl: Duration,
+) -> LatencySlice {
     let task = tokio::spawn(async move {
         let mut samples: Vec<u64> = Vec::with_capacity(1 << 16);
         let mut key = String::with_capacity(prefix.len() + 24);
         let (mut errors, mut first_error) = (0u64, None);
         let cpu0 = cpu_time();
-        let start = Instant::now();
-        let deadline = start + run;
+        let deadline = Instant::now() + run;
         let mut i = 0u64;
         while Instant::now() < deadline {
             key.clear();
@@ -261,28 +348,25 @@ pub(crate) async fn latency(
                 first_error.get_or_insert(e);
             }
         }
-        let cpu = cpu0.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a));
-        samples.sort_unstable();
-        let cycles = samples.len() as u64;
-        LatencyRun {
-            p50_us: quantile(&samples, 0.50) as f64 / 1e3,
-            p99_us: quantile(&samples, 0.99) as f64 / 1e3,
-            cycles,
+        LatencySlice {
+            samples,
             errors,
             first_error,
-            cpu_s_per_100k: cpu
-                .filter(|_| cycles > 0)
-                .map(|c| c.as_secs_f64() / cycles as f64 * 1e5),
+            cpu: cpu0.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a)),
         }
     });
-    task.await.unwrap_or_else(|e| LatencyRun {
-        p50_us: f64::NAN,
-        p99_us: f64::NAN,
-        cycles: 0,
+    task.await.unwrap_or_else(|e| LatencySlice {
         errors: 1,
         first_error: Some(format!("the latency task died: {e}")),
-        cpu_s_per_100k: None,
+        ..LatencySlice::default()
     })
+}
+
+/// How many slices a run of `run` is cut into.
+fn slice_count(run: Duration) -> u32 {
+    (run.as_secs_f64() / THROUGHPUT_SLICE.as_secs_f64())
+        .round()
+        .max(1.0) as u32
 }
 
 #[derive(Default)]
@@ -334,7 +418,7 @@ impl ThroughputRun {
     }
 }
 
-/// How long one slice of the throughput workload runs. The machine's speed
+/// How long one slice of the latency and throughput workloads runs. The machine's speed
 /// drifts over seconds (on 2 cores shared with the redis-servers it jumps
 /// between modes ~1.5x apart), so each rep's run time is cut into slices
 /// taken in turn by every implementation: all of them sample the same drift.
@@ -349,9 +433,7 @@ pub(crate) async fn throughput_interleaved(
     run: Duration,
     pids: &[u32],
 ) -> Vec<ThroughputRun> {
-    let slices = (run.as_secs_f64() / THROUGHPUT_SLICE.as_secs_f64())
-        .round()
-        .max(1.0) as u32;
+    let slices = slice_count(run);
     let slice = run / slices;
     let mut runs: Vec<ThroughputRun> = order.iter().map(|_| ThroughputRun::default()).collect();
     for s in 0..slices {
