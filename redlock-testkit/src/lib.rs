@@ -45,7 +45,25 @@
 //! **3. Call the macro** with the connector and a function that runs a future
 //! to completion on the runtime your client needs:
 //!
-//! ```ignore
+//! ```no_run
+//! # mod my_adapter {
+//! #     use redlock_core::{BackendError, MemoryBackend};
+//! #     pub type MyBackend = MemoryBackend;
+//! #     pub type MyClusterBackend = MemoryBackend;
+//! #     pub trait Connect {
+//! #         fn connect_lazy(url: &str) -> Result<MemoryBackend, BackendError>;
+//! #         fn cluster(urls: &[String]) -> std::future::Ready<Result<MemoryBackend, BackendError>>;
+//! #     }
+//! #     impl Connect for MemoryBackend {
+//! #         fn connect_lazy(_: &str) -> Result<MemoryBackend, BackendError> {
+//! #             Ok(MemoryBackend::new())
+//! #         }
+//! #         fn cluster(_: &[String]) -> std::future::Ready<Result<MemoryBackend, BackendError>> {
+//! #             std::future::ready(Ok(MemoryBackend::new()))
+//! #         }
+//! #     }
+//! # }
+//! # use my_adapter::Connect;
 //! // my-adapter/tests/conformance.rs
 //! use my_adapter::{MyBackend, MyClusterBackend};
 //! use redlock_core::{async_trait, BackendError};
@@ -70,6 +88,7 @@
 //!     connector = MyConnector,
 //!     block_on = redlock_testkit::block_on_tokio,
 //! );
+//! # fn main() {}
 //! ```
 //!
 //! and `[dev-dependencies] redlock-testkit = { workspace = true }`. Done:
@@ -87,11 +106,18 @@
 //! A backend that is not Redis (an in-process store, a database) runs the
 //! semantics-only cases instead:
 //!
-//! ```ignore
+//! ```no_run
+//! # struct MyStore;
+//! # impl MyStore {
+//! #     fn new_node() -> redlock_core::MemoryBackend {
+//! #         redlock_core::MemoryBackend::new()
+//! #     }
+//! # }
 //! redlock_testkit::node_independent_tests!(
 //!     new_node = MyStore::new_node, // Fn() -> B, B: LockBackend + Clone; clones share a node
 //!     block_on = redlock_testkit::block_on_futures,
 //! );
+//! # fn main() {}
 //! ```
 
 #![deny(missing_docs)]
@@ -166,11 +192,24 @@ pub fn block_on_futures<F: Future>(future: F) -> F::Output {
 /// Expands to one `#[test]` per case of [`conformance`], each running
 /// the case with a fresh connector on `block_on`:
 ///
-/// ```ignore
+/// ```no_run
+/// # use redlock_core::{async_trait, BackendError, MemoryBackend};
+/// # struct MyConnector;
+/// # #[async_trait]
+/// # impl redlock_testkit::Connector for MyConnector {
+/// #     type Backend = MemoryBackend;
+/// #     async fn standalone(&self, _: &str) -> Result<MemoryBackend, BackendError> {
+/// #         Ok(MemoryBackend::new())
+/// #     }
+/// #     async fn cluster(&self, _: &[String]) -> Option<Result<MemoryBackend, BackendError>> {
+/// #         None
+/// #     }
+/// # }
 /// redlock_testkit::conformance_tests!(
 ///     connector = MyConnector,                 // an expression, evaluated per test
 ///     block_on = redlock_testkit::block_on_tokio, // fn(impl Future<Output = T>) -> T
 /// );
+/// # fn main() {}
 /// ```
 ///
 /// The test functions are named after the cases (`exclusivity`,
@@ -240,11 +279,12 @@ macro_rules! conformance_tests {
 
 /// Expands to one `#[test]` per case of [`conformance::node_independent`]:
 ///
-/// ```ignore
+/// ```no_run
 /// redlock_testkit::node_independent_tests!(
 ///     new_node = redlock_core::MemoryBackend::new, // Fn() -> B, B: LockBackend + Clone
 ///     block_on = redlock_testkit::block_on_futures,
 /// );
+/// # fn main() {}
 /// ```
 ///
 /// `new_node` makes one fresh, independent node per call; clones of a node

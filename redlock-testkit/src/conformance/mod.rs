@@ -14,11 +14,24 @@
 //! Run them with any executor through [`conformance_tests!`](crate::conformance_tests),
 //! or call them yourself:
 //!
-//! ```ignore
+//! ```no_run
+//! # use redlock_core::{async_trait, BackendError, MemoryBackend};
+//! # struct MyConnector;
+//! # #[async_trait]
+//! # impl redlock_testkit::Connector for MyConnector {
+//! #     type Backend = MemoryBackend;
+//! #     async fn standalone(&self, _: &str) -> Result<MemoryBackend, BackendError> {
+//! #         Ok(MemoryBackend::new())
+//! #     }
+//! #     async fn cluster(&self, _: &[String]) -> Option<Result<MemoryBackend, BackendError>> {
+//! #         None
+//! #     }
+//! # }
 //! #[test]
 //! fn exclusivity() {
 //!     redlock_testkit::block_on_tokio(redlock_testkit::conformance::exclusivity(&MyConnector));
 //! }
+//! # fn main() {}
 //! ```
 //!
 //! The Redlocks the cases build use [`NeutralRuntime`](redlock_core::NeutralRuntime) for time, short retry
