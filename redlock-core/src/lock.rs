@@ -57,6 +57,11 @@ impl Release {
     /// Whether a quorum of nodes still held the lock when it was released. When
     /// false, the lock had expired (or was released before): nothing was lost,
     /// but the work done under it may have overlapped another owner's.
+    ///
+    /// It errs towards `false`: a node whose first reply timed out after it
+    /// had deleted the key answers "not held" to the retry, and counts as
+    /// not held ([`not_held`](Self::not_held)), since the two cannot be told
+    /// apart from here.
     pub fn was_held(&self) -> bool {
         self.attempts
             .last()
