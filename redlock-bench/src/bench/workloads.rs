@@ -1,5 +1,6 @@
 //! The three workloads and the allocation probe, run on one set of nodes.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -63,49 +64,41 @@ pub(crate) async fn bench_nodes(
         let mut order = clients.clone();
         let len = order.len().max(1);
         order.rotate_left(rep % len);
+        // Latency and throughput run interleaved (see `SLICE`), all
+        // implementations at once; the loop below reports them in order.
+        let uncontended: Vec<_> = order
+            .iter()
+            .filter(|(which, _)| which.uncontended())
+            .cloned()
+            .collect();
         for &workload in &options.workloads {
-            let mut latencies = if workload == Workload::Latency {
-                let uncontended: Vec<_> = order
-                    .iter()
-                    .filter(|(which, _)| which.uncontended())
-                    .cloned()
-                    .collect();
-                let runs = latency_interleaved(
-                    &uncontended,
-                    &format!("bench:a:{rep}"),
-                    options.run_time(),
-                )
-                .await;
-                uncontended.into_iter().map(|(w, _)| w).zip(runs).collect()
-            } else {
-                Vec::new()
-            };
-            let mut sliced = if workload == Workload::Throughput {
-                let uncontended: Vec<_> = order
-                    .iter()
-                    .filter(|(which, _)| which.uncontended())
-                    .cloned()
-                    .collect();
-                let runs = throughput_interleaved(
-                    &uncontended,
-                    &format!("bench:b:{rep}"),
-                    options.tasks,
-                    options.run_time(),
-                    pids,
-                )
-                .await;
-                uncontended.into_iter().map(|(w, _)| w).zip(runs).collect()
-            } else {
-                Vec::new()
-            };
+            let (mut latencies, mut throughputs) = (BTreeMap::new(), BTreeMap::new());
+            match workload {
+                Workload::Latency => {
+                    let prefix = format!("bench:a:{rep}");
+                    let runs = latency_interleaved(&uncontended, &prefix, options.run_time());
+                    latencies = keyed(&uncontended, runs.await);
+                }
+                Workload::Throughput => {
+                    let prefix = format!("bench:b:{rep}");
+                    let runs = throughput_interleaved(
+                        &uncontended,
+                        &prefix,
+                        options.tasks,
+                        options.run_time(),
+                        pids,
+                    );
+                    throughputs = keyed(&uncontended, runs.await);
+                }
+                Workload::Contended => {}
+            }
             for (which, client) in &order {
                 let which = *which;
                 let line = match workload {
-                    Workload::Latency if which.uncontended() => {
-                        let Some(at) = latencies.iter().position(|(w, _)| *w == which) else {
+                    Workload::Latency => {
+                        let Some(run) = latencies.remove(&which) else {
                             continue;
                         };
-                        let (_, run) = latencies.swap_remove(at);
                         let left = probe.keys().await;
                         results.push("latency_p50_us", which, n, run.p50_us);
                         results.push("latency_p99_us", which, n, run.p99_us);
@@ -124,11 +117,10 @@ pub(crate) async fn bench_nodes(
                             error_note(&run.first_error)
                         )
                     }
-                    Workload::Throughput if which.uncontended() => {
-                        let Some(at) = sliced.iter().position(|(w, _)| *w == which) else {
+                    Workload::Throughput => {
+                        let Some(run) = throughputs.remove(&which) else {
                             continue;
                         };
-                        let (_, run) = sliced.swap_remove(at);
                         let server_cpu = run.server_cpu_s_per_100k();
                         let left = probe.keys().await;
                         results.push("throughput_64", which, n, run.per_s());
@@ -201,6 +193,11 @@ pub(crate) async fn bench_nodes(
     Ok(())
 }
 
+/// The runs of the implementations in `order`, by implementation.
+fn keyed<R>(order: &[(Impl, Arc<Client>)], runs: Vec<R>) -> BTreeMap<Impl, R> {
+    order.iter().map(|(which, _)| *which).zip(runs).collect()
+}
+
 fn error_note(first: &Option<String>) -> String {
     first
         .as_ref()
@@ -266,11 +263,7 @@ impl LatencySlice {
         if self.first_error.is_none() {
             self.first_error = slice.first_error;
         }
-        self.cpu = match (self.cpu, slice.cpu) {
-            (Some(a), Some(b)) => Some(a + b),
-            (None, b) if first => b,
-            _ => None,
-        };
+        self.cpu = add_time(self.cpu, slice.cpu, first);
     }
 
     fn finish(mut self) -> LatencyRun {
@@ -282,10 +275,7 @@ impl LatencySlice {
             cycles,
             errors: self.errors,
             first_error: self.first_error,
-            cpu_s_per_100k: self
-                .cpu
-                .filter(|_| cycles > 0)
-                .map(|c| c.as_secs_f64() / cycles as f64 * 1e5),
+            cpu_s_per_100k: per_100k(self.cpu, cycles),
         }
     }
 }
@@ -302,7 +292,7 @@ pub(crate) async fn latency(
 
 /// The latency workload of one rep for every implementation in `order`,
 /// interleaved slice by slice as the throughput workload is (see
-/// [`THROUGHPUT_SLICE`]); each gets `run` in all.
+/// [`SLICE`]); each gets `run` in all.
 pub(crate) async fn latency_interleaved(
     order: &[(Impl, Arc<Client>)],
     prefix: &str,
@@ -352,7 +342,7 @@ async fn latency_slice(
             samples,
             errors,
             first_error,
-            cpu: cpu0.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a)),
+            cpu: spent(cpu0, cpu_time()),
         }
     });
     task.await.unwrap_or_else(|e| LatencySlice {
@@ -362,11 +352,30 @@ async fn latency_slice(
     })
 }
 
+/// CPU time spent between two readings (None if either could not be read).
+fn spent(before: Option<Duration>, after: Option<Duration>) -> Option<Duration> {
+    before.zip(after).map(|(a, b)| b.saturating_sub(a))
+}
+
+/// A CPU time summed over slices: None from the first slice that could not
+/// read it on.
+fn add_time(total: Option<Duration>, part: Option<Duration>, first: bool) -> Option<Duration> {
+    match (total, part) {
+        (Some(a), Some(b)) => Some(a + b),
+        (None, b) if first => b,
+        _ => None,
+    }
+}
+
+/// Seconds of `time` per 100k cycles (None without cycles or a reading).
+fn per_100k(time: Option<Duration>, cycles: u64) -> Option<f64> {
+    time.filter(|_| cycles > 0)
+        .map(|c| c.as_secs_f64() / cycles as f64 * 1e5)
+}
+
 /// How many slices a run of `run` is cut into.
 fn slice_count(run: Duration) -> u32 {
-    (run.as_secs_f64() / THROUGHPUT_SLICE.as_secs_f64())
-        .round()
-        .max(1.0) as u32
+    (run.as_secs_f64() / SLICE.as_secs_f64()).round().max(1.0) as u32
 }
 
 #[derive(Default)]
@@ -387,28 +396,18 @@ impl ThroughputRun {
         self.cycles as f64 / self.elapsed.as_secs_f64()
     }
 
-    fn per_100k(&self, time: Option<Duration>) -> Option<f64> {
-        time.filter(|_| self.cycles > 0)
-            .map(|c| c.as_secs_f64() / self.cycles as f64 * 1e5)
-    }
-
     pub(crate) fn cpu_s_per_100k(&self) -> Option<f64> {
-        self.per_100k(self.cpu)
+        per_100k(self.cpu, self.cycles)
     }
 
     pub(crate) fn server_cpu_s_per_100k(&self) -> Option<f64> {
-        self.per_100k(self.server_cpu)
+        per_100k(self.server_cpu, self.cycles)
     }
 
     /// Adds a slice's figures to these.
     fn absorb(&mut self, slice: ThroughputRun, first: bool) {
-        let add = |a: Option<Duration>, b: Option<Duration>| match (a, b) {
-            (Some(a), Some(b)) => Some(a + b),
-            (None, b) if first => b,
-            _ => None,
-        };
-        self.cpu = add(self.cpu, slice.cpu);
-        self.server_cpu = add(self.server_cpu, slice.server_cpu);
+        self.cpu = add_time(self.cpu, slice.cpu, first);
+        self.server_cpu = add_time(self.server_cpu, slice.server_cpu, first);
         self.cycles += slice.cycles;
         self.errors += slice.errors;
         self.elapsed += slice.elapsed;
@@ -418,11 +417,11 @@ impl ThroughputRun {
     }
 }
 
-/// How long one slice of the latency and throughput workloads runs. The machine's speed
-/// drifts over seconds (on 2 cores shared with the redis-servers it jumps
+/// How long one slice of the latency and throughput workloads runs. The
+/// machine's speed drifts over seconds (on 2 cores shared with the redis-servers it jumps
 /// between modes ~1.5x apart), so each rep's run time is cut into slices
 /// taken in turn by every implementation: all of them sample the same drift.
-const THROUGHPUT_SLICE: Duration = Duration::from_millis(500);
+const SLICE: Duration = Duration::from_millis(500);
 
 /// The throughput workload of one rep for every implementation in `order`,
 /// interleaved slice by slice; each gets `run` in all.
@@ -447,9 +446,7 @@ pub(crate) async fn throughput_interleaved(
                 TTL,
             )
             .await;
-            part.server_cpu = servers0
-                .zip(cpu_time_of(pids))
-                .map(|(a, b)| b.saturating_sub(a));
+            part.server_cpu = spent(servers0, cpu_time_of(pids));
             total.absorb(part, s == 0);
         }
     }
@@ -511,7 +508,7 @@ pub(crate) async fn throughput(
         errors,
         first_error,
         elapsed: start.elapsed(),
-        cpu: cpu0.zip(cpu_time()).map(|(a, b)| b.saturating_sub(a)),
+        cpu: spent(cpu0, cpu_time()),
         server_cpu: None,
     }
 }
