@@ -64,8 +64,10 @@
 //! that flag against its client state, which still says "connected" for the
 //! few milliseconds between a connection dropping and the first reconnection
 //! attempt; a call sent then would wait in fred's queue until the node is back.
-//! So the backend also listens to fred's connection events and refuses calls
-//! itself right after a connection error, until a connection succeeds or
+//! So the backend also listens to fred's connection events and refuses
+//! acquire, extend and fence calls itself right after a connection error (a
+//! release is always handed to fred, so that it is queued behind any acquire
+//! fred still holds), until a connection succeeds or
 //! fred's state has caught up (for a standalone node; a cluster client has
 //! one connection per master, and relies on fred's state). The last connection error also names the cause: a
 //! refused password is `Auth`, not `Connection`.
@@ -217,6 +219,26 @@ impl<C: ClientLike> FredBackend<C> {
         &self.client
     }
 
+    /// Refuses a call at once when fred's events say the standalone node's
+    /// connection just failed (see the `health` module).
+    ///
+    /// Not for releases: a command fred took earlier (say an acquire whose
+    /// future the core dropped once the quorum had answered) waits in fred's
+    /// queue until the connection is back and is written then; a release
+    /// refused here would leave that acquire's key standing until its TTL,
+    /// while a release handed to fred is written after it, on the same
+    /// connection, and deletes it.
+    fn refuse_if_down(&self) -> Result<(), BackendError> {
+        match self
+            .health
+            .as_ref()
+            .filter(|h| self.fail_fast_on_events && h.is_down())
+        {
+            Some(health) => Err(self.not_connected(health.last_error(), None)),
+            None => Ok(()),
+        }
+    }
+
     /// Runs the request's script, or, for an acquire the core allows as one
     /// (`set_nx`, see [`Request::plain_set_nx`]), a plain `SET NX PX`.
     async fn run(
@@ -224,13 +246,6 @@ impl<C: ClientLike> FredBackend<C> {
         request: &Request<'_>,
         set_nx: Option<&str>,
     ) -> Result<Reply, BackendError> {
-        if let Some(health) = self
-            .health
-            .as_ref()
-            .filter(|h| self.fail_fast_on_events && h.is_down())
-        {
-            return Err(self.not_connected(health.last_error(), None));
-        }
         let script = request.script();
         // Route by the first key's slot, as fred's own `evalsha` does.
         let hash = request.keys().next().map_or(ClusterHash::Random, |key| {
@@ -389,18 +404,22 @@ impl<C: ClientLike> std::fmt::Debug for FredBackend<C> {
 #[async_trait]
 impl<C: ClientLike + 'static> LockBackend for FredBackend<C> {
     async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.refuse_if_down()?;
         self.run(request, request.plain_set_nx()).await
     }
 
     async fn extend(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.refuse_if_down()?;
         self.run(request, None).await
     }
 
     async fn release(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        // Never refused ahead of fred: see `refuse_if_down`.
         self.run(request, None).await
     }
 
     async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
+        self.refuse_if_down()?;
         self.run(request, None).await
     }
 
