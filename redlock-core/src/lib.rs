@@ -38,31 +38,59 @@
 //! at roughly the same rate (drift_factor), and work under a lock finishes
 //! within its validity (check [`Lock::remaining_validity`] or the
 //! [`AbortSignal`]). See the README's safety notes.
+//!
+//! # How the source reads
+//!
+//! The algorithm reads top to bottom, one job per file:
+//!
+//! | file | job |
+//! |---|---|
+//! | `redlock.rs` | [`Redlock`], the public face: checks the input, hands the work on |
+//! | `builder.rs` | [`RedlockBuilder`]: nodes, settings, scripts, clock, error hook |
+//! | `validate.rs` | input checks: a bad argument is [`InvalidInput`] and reaches no node |
+//! | `acquire.rs` | one acquisition: attempt, undo a partial lock, retry, fencing token, wake-on-release |
+//! | `round.rs` | one round: ask every node in parallel; a pure, synchronous vote tally decides it |
+//! | `retry.rs` | the retry policy (how many attempts, which failures, jittered delay) shared by acquire and extend |
+//! | `lock.rs` | [`Lock`]: validity, extension, idempotent release |
+//! | `using.rs` | [`Redlock::using`] and its [`AbortSignal`] |
+//! | [`backend`], [`scripts`], [`wake`], [`keys`] | the node-facing contract: requests, replies, Lua, release channels, extra keys |
+//! | [`memory`], [`faulty`] | an in-process node and a fault-injecting wrapper, for tests and examples |
+//!
+//! Dependencies point one way: `redlock` → `acquire` → `round` ← `lock`;
+//! a [`Lock`] shares the round engine with the [`Redlock`] that made it, not
+//! the `Redlock` itself.
 
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod acquire;
 pub mod backend;
+mod builder;
 mod error;
 pub mod faulty;
 pub mod keys;
 mod lock;
 pub mod memory;
 mod redlock;
+mod retry;
+mod round;
 pub mod runtime;
 pub mod scripts;
 mod settings;
 pub mod stats;
 mod using;
+mod validate;
 pub mod wake;
 
 pub use async_trait::async_trait;
 pub use backend::{BackendError, ErrorKind, LockBackend, Reply, Request};
+pub use builder::RedlockBuilder;
 pub use error::{ConfigError, Error, InvalidInput, QuorumFailure};
 pub use faulty::{Fault, FaultyBackend};
 pub use lock::{Lock, Release};
 pub use memory::MemoryBackend;
-pub use redlock::{NodeEvent, Redlock, RedlockBuilder, MAX_RESOURCE_LEN};
+pub use redlock::Redlock;
+pub use round::NodeEvent;
 #[cfg(feature = "async-std")]
 pub use runtime::AsyncStdRuntime;
 #[cfg(feature = "smol")]
@@ -74,3 +102,4 @@ pub use scripts::{Script, Scripts};
 pub use settings::{RetryCount, Settings, MAX_DELAY, MAX_TTL};
 pub use stats::{Attempt, AttemptOutcome, Attempts, NodeOutcome, NodeResult, Operation, Refusal};
 pub use using::{AbortSignal, Aborted};
+pub use validate::MAX_RESOURCE_LEN;

@@ -6,22 +6,31 @@ use std::time::{Duration, Instant};
 
 use crate::backend::Request;
 use crate::error::{Error, QuorumFailure};
-use crate::redlock::{validate_ttl, Nodes, Redlock};
+use crate::retry::Retry;
+use crate::round::{Engine, Targets};
 use crate::settings::Settings;
 use crate::stats::{AttemptOutcome, Attempts, NodeOutcome, Operation};
+use crate::validate;
 
 /// A lock held on a quorum of nodes until [`expiration`](Lock::expiration).
 ///
 /// Dropping a `Lock` does not release it (a drop cannot wait for the network);
 /// the keys expire at their TTL. Call [`release`](Lock::release), or use
-/// [`Redlock::using`], which always releases.
+/// [`Redlock::using`](crate::Redlock::using), which always releases.
 pub struct Lock {
-    pub(crate) redlock: Redlock,
+    held: Held,
+    ttl: Duration,
+    expiration: Instant,
+    attempts: Attempts,
+}
+
+/// What stays the same across a lock's extensions: the nodes, the keys and
+/// the value under them, the settings, the fencing token. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Held {
+    pub(crate) engine: Arc<Engine>,
     pub(crate) resources: Arc<[String]>,
     pub(crate) value: Arc<str>,
-    pub(crate) ttl: Duration,
-    pub(crate) expiration: Instant,
-    pub(crate) attempts: Attempts,
     pub(crate) settings: Arc<Settings>,
     pub(crate) fencing_token: Option<u64>,
 }
@@ -29,7 +38,7 @@ pub struct Lock {
 impl fmt::Debug for Lock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Lock")
-            .field("resources", &self.resources)
+            .field("resources", &self.held.resources)
             .field("ttl", &self.ttl)
             .field("remaining_validity", &self.remaining_validity())
             .field("attempts", &self.attempts.total())
@@ -70,6 +79,16 @@ impl Release {
 }
 
 impl Lock {
+    /// The one place a `Lock` is made: by an acquisition, and by each extension.
+    pub(crate) fn new(held: Held, ttl: Duration, expiration: Instant, attempts: Attempts) -> Lock {
+        Lock {
+            held,
+            ttl,
+            expiration,
+            attempts,
+        }
+    }
+
     /// The fencing token, when acquired with [`Settings::fencing`]: it strictly
     /// increases with every acquisition of the same resource, across all
     /// clients, so the protected storage can refuse a write carrying a token
@@ -84,17 +103,17 @@ impl Lock {
     /// older than the last token, so a token repeats. Counters must also never
     /// be evicted (`maxmemory-policy noeviction`).
     pub fn fencing_token(&self) -> Option<u64> {
-        self.fencing_token
+        self.held.fencing_token
     }
 
     /// The locked resources (the Redis keys).
     pub fn resources(&self) -> &[String] {
-        &self.resources
+        &self.held.resources
     }
 
     /// The random value stored under every key.
     pub fn value(&self) -> &str {
-        &self.value
+        &self.held.value
     }
 
     /// The TTL it was acquired (or last extended) with.
@@ -111,12 +130,12 @@ impl Lock {
     /// Validity left now; zero once expired.
     pub fn remaining_validity(&self) -> Duration {
         self.expiration
-            .saturating_duration_since(self.redlock.runtime().now())
+            .saturating_duration_since(self.held.engine.now())
     }
 
     /// Whether the validity has run out.
     pub fn is_expired(&self) -> bool {
-        self.redlock.runtime().now() >= self.expiration
+        self.held.engine.now() >= self.expiration
     }
 
     /// The attempts that produced this lock (acquisition, or the last extension).
@@ -126,7 +145,7 @@ impl Lock {
 
     /// The settings this lock was acquired with; extension and release use them.
     pub fn settings(&self) -> &Settings {
-        &self.settings
+        &self.held.settings
     }
 
     /// Resets the TTL on a quorum of nodes and returns the extended lock.
@@ -137,66 +156,49 @@ impl Lock {
     /// retry settings) only while the lock is still valid, then give
     /// [`Error::NoQuorum`].
     pub async fn extend(&self, ttl: Duration) -> Result<Lock, Error> {
-        validate_ttl(ttl, &self.settings)?;
-        let settings = &self.settings;
+        let held = &self.held;
+        let settings = &*held.settings;
+        validate::ttl(ttl, settings)?;
         let mut attempts = Attempts::default();
-        let mut number = 0u64;
-        loop {
-            if self.is_expired() {
-                break;
-            }
-            let request = Request::new(
-                &self.resources,
-                &self.value,
-                ttl,
-                self.redlock.script(Operation::Extend),
-            );
-            let (attempt, expiration) = self
-                .redlock
-                .quorum_round(Operation::Extend, &request, settings)
+        let mut retry = Retry::new(settings);
+        let request = Request::new(
+            &held.resources,
+            &held.value,
+            ttl,
+            held.engine.script(Operation::Extend),
+        );
+        while !self.is_expired() {
+            let (attempt, expiration) = held
+                .engine
+                .timed_round(Operation::Extend, &request, settings)
                 .await;
             let outcome = attempt.outcome;
             attempts.push(attempt, settings.attempt_history);
             if let Some(expiration) = expiration {
-                return Ok(Lock {
-                    redlock: self.redlock.clone(),
-                    resources: self.resources.clone(),
-                    value: self.value.clone(),
-                    ttl,
-                    expiration,
-                    attempts,
-                    settings: self.settings.clone(),
-                    fencing_token: self.fencing_token,
-                });
+                return Ok(Lock::new(held.clone(), ttl, expiration, attempts));
             }
-            number += 1;
-            let retryable = matches!(
-                outcome,
-                AttemptOutcome::Unavailable | AttemptOutcome::TooSlow
-            );
-            if !retryable || !settings.retry_count.allows(number) {
+            let Some(delay) = retry.after(Operation::Extend, outcome) else {
                 break;
-            }
-            let delay = crate::redlock::jittered(settings.retry_delay, settings.retry_jitter)
-                .min(self.remaining_validity());
-            self.redlock.runtime().sleep(delay).await;
+            };
+            // Waiting past the expiration cannot help.
+            let delay = delay.min(self.remaining_validity());
+            held.engine.runtime().sleep(delay).await;
         }
         if attempts.is_empty() {
             return Err(Error::Expired {
-                resources: self.resources.clone(),
+                resources: held.resources.clone(),
                 failure: None,
             });
         }
         let failure = QuorumFailure {
             operation: Operation::Extend,
-            resources: self.resources.clone(),
+            resources: held.resources.clone(),
             attempts,
         };
-        if self.is_expired()
-            && failure.attempts.last().map(|a| a.outcome) != Some(AttemptOutcome::Rejected)
-        {
+        let rejected = failure.attempts.last().map(|a| a.outcome) == Some(AttemptOutcome::Rejected);
+        if self.is_expired() && !rejected {
             return Err(Error::Expired {
-                resources: self.resources.clone(),
+                resources: held.resources.clone(),
                 failure: Some(Box::new(failure)),
             });
         }
@@ -211,7 +213,8 @@ impl Lock {
     /// `release_retry_delay`. Fails with [`Error::NoQuorum`] only when too many
     /// nodes could not be reached to know; their keys still expire at the TTL.
     pub async fn release(&self) -> Result<Release, Error> {
-        let settings = &self.settings;
+        let held = &self.held;
+        let settings = &*held.settings;
         let mut attempts = Attempts::default();
         let (mut released, mut not_held) = (0, 0);
         let mut retry: Vec<usize> = Vec::new();
@@ -220,19 +223,19 @@ impl Lock {
                 if retry.is_empty() {
                     break;
                 }
-                self.redlock
+                held.engine
                     .runtime()
                     .sleep(settings.release_retry_delay)
                     .await;
             }
-            let nodes = if round == 0 {
-                Nodes::All
+            let targets = if round == 0 {
+                Targets::All
             } else {
-                Nodes::Only(&retry)
+                Targets::Only(&retry)
             };
-            let attempt = self
-                .redlock
-                .release_round(&self.resources, &self.value, settings, nodes)
+            let attempt = held
+                .engine
+                .release_round(&held.resources, &held.value, settings, targets)
                 .await;
             retry.clear();
             for node in &attempt.nodes {
@@ -244,12 +247,12 @@ impl Lock {
             }
             attempts.push(attempt, settings.attempt_history.max(2));
         }
-        let n = self.redlock.membership_size();
+        let n = held.engine.membership_size();
         let failed = retry.len();
-        if failed > n - self.redlock.quorum_size() {
+        if failed > n - held.engine.quorum_size() {
             return Err(Error::from_failure(QuorumFailure {
                 operation: Operation::Release,
-                resources: self.resources.clone(),
+                resources: held.resources.clone(),
                 attempts,
             }));
         }

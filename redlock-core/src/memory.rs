@@ -7,6 +7,11 @@
 //! with [`ErrorKind::Unsupported`]. Use it for examples, for fast tests of code
 //! that takes a lock, and for the algorithm's own tests; it is no stand-in for
 //! Redis in a test about Redis.
+//!
+//! A TTL longer than the clock can count from now (the algorithm never sends
+//! one: it refuses TTLs above [`MAX_TTL`](crate::MAX_TTL), but a hand-built
+//! [`Request`] or [`MemoryBackend::set`] can) is capped at the furthest
+//! instant the clock can represent: the key then outlives the process.
 
 use std::borrow::Cow;
 use std::collections::HashMap;
@@ -119,7 +124,7 @@ impl MemoryBackend {
 
     /// Sets a key as another owner would (for tests).
     pub fn set(&self, key: &str, value: &str, ttl: Duration) {
-        let expires = self.inner.runtime.now() + ttl;
+        let expires = expiry(self.inner.runtime.now(), ttl);
         self.keys().map.insert(
             key.to_owned(),
             Entry {
@@ -177,6 +182,23 @@ impl MemoryBackend {
     }
 }
 
+/// `now + ttl`, or the furthest instant after `now` the clock can represent
+/// when that overflows (never a panic).
+fn expiry(now: Instant, ttl: Duration) -> Instant {
+    if let Some(at) = now.checked_add(ttl) {
+        return at;
+    }
+    // Largest representable step: halve until it fits, then add back halves.
+    let (mut at, mut step) = (now, ttl);
+    while !step.is_zero() {
+        match at.checked_add(step) {
+            Some(next) => at = next,
+            None => step /= 2,
+        }
+    }
+    at
+}
+
 fn holds(keys: &Keys, key: &str, value: &str, now: Instant) -> bool {
     keys.map
         .get(key)
@@ -196,7 +218,7 @@ impl LockBackend for MemoryBackend {
             if blocked {
                 return Reply::applied(0);
             }
-            let expires = now + request.ttl();
+            let expires = expiry(now, request.ttl());
             for k in request.resources() {
                 keys.map.insert(
                     k.clone(),
@@ -257,7 +279,7 @@ impl LockBackend for MemoryBackend {
             {
                 return Reply::applied(0);
             }
-            let expires = now + request.ttl();
+            let expires = expiry(now, request.ttl());
             for k in request.resources() {
                 if let Some(e) = keys.map.get_mut(k.as_str()) {
                     e.expires = expires;
@@ -299,5 +321,44 @@ impl LockBackend for MemoryBackend {
 
     fn describe(&self) -> Cow<'_, str> {
         Cow::Borrowed(&self.inner.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scripts::Scripts;
+
+    #[test]
+    fn a_huge_ttl_is_capped_not_a_panic() {
+        let node = MemoryBackend::new();
+        node.set("k", "v", Duration::MAX);
+        assert_eq!(node.get("k").as_deref(), Some("v"));
+        assert!(node
+            .ttl("k")
+            .is_some_and(|t| t > Duration::from_secs(1 << 40)));
+
+        let scripts = Scripts::default();
+        let resources = vec!["r".to_owned()];
+        let request = Request::new(&resources, "v", Duration::MAX, scripts.acquire());
+        let reply = futures::executor::block_on(node.acquire(&request)).expect("acquire");
+        assert_eq!(reply.applied, 1);
+        let request = Request::new(&resources, "v", Duration::MAX, scripts.extend());
+        let reply = futures::executor::block_on(node.extend(&request)).expect("extend");
+        assert_eq!(reply.applied, 1);
+        assert!(node
+            .ttl("r")
+            .is_some_and(|t| t > Duration::from_secs(1 << 40)));
+    }
+
+    #[test]
+    fn expiry_adds_when_it_can() {
+        let now = Instant::now();
+        assert_eq!(
+            expiry(now, Duration::from_secs(5)),
+            now + Duration::from_secs(5)
+        );
+        let far = expiry(now, Duration::MAX);
+        assert!(far > now && far.checked_add(Duration::from_secs(1)).is_none());
     }
 }

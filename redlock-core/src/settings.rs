@@ -128,9 +128,64 @@ impl Settings {
         Ok(())
     }
 
-    /// The drift for a TTL: round(drift_factor × TTL) + 2 ms.
+    /// The drift for a TTL: round(drift_factor × TTL) + 2 ms. Saturates at
+    /// `u64::MAX` ms for a TTL too large to compute it (which no lock accepts:
+    /// see [`MAX_TTL`]).
     pub fn drift(&self, ttl: Duration) -> Duration {
-        let ms = (self.drift_factor * ttl.as_millis() as f64).round();
-        Duration::from_millis(ms as u64 + 2)
+        // A float-to-integer `as` saturates (and maps NaN to 0).
+        let ms = (self.drift_factor * ttl.as_millis() as f64).round() as u64;
+        Duration::from_millis(ms.saturating_add(2))
+    }
+}
+
+impl From<u32> for RetryCount {
+    fn from(n: u32) -> Self {
+        RetryCount::Limited(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drift_is_rounded_factor_times_ttl_plus_two_ms() {
+        let s = Settings::default();
+        assert_eq!(
+            s.drift(Duration::from_millis(1000)),
+            Duration::from_millis(12)
+        );
+        // 1.5 rounds to 2.
+        assert_eq!(
+            s.drift(Duration::from_millis(150)),
+            Duration::from_millis(4)
+        );
+        assert_eq!(
+            s.drift(Duration::from_millis(149)),
+            Duration::from_millis(3)
+        );
+    }
+
+    #[test]
+    fn drift_of_a_huge_ttl_saturates_instead_of_overflowing() {
+        let mut s = Settings::default();
+        assert_eq!(s.drift(Duration::MAX), Duration::from_millis(u64::MAX));
+        s.drift_factor = 0.99;
+        assert_eq!(s.drift(Duration::MAX), Duration::from_millis(u64::MAX));
+        s.drift_factor = 0.0;
+        assert_eq!(s.drift(Duration::MAX), Duration::from_millis(2));
+        s.drift_factor = 0.5;
+        assert_eq!(
+            s.drift(Duration::from_millis(u64::MAX)),
+            Duration::from_millis(u64::MAX / 2 + 3)
+        );
+    }
+
+    #[test]
+    fn retry_counts_from_numbers() {
+        assert_eq!(RetryCount::from(3), RetryCount::Limited(3));
+        assert!(RetryCount::Limited(0).allows(0));
+        assert!(!RetryCount::Limited(0).allows(1));
+        assert!(RetryCount::Unlimited.allows(u64::MAX));
     }
 }

@@ -17,10 +17,11 @@ use std::time::Duration;
 use futures::future::{select, Either};
 use futures::FutureExt;
 
-use crate::error::{Error, InvalidInput};
+use crate::error::Error;
 use crate::lock::Lock;
-use crate::redlock::{validate_ttl, Redlock};
+use crate::redlock::Redlock;
 use crate::settings::Settings;
+use crate::validate;
 
 /// Handed to a [`using`](Redlock::using) routine: tells it when the lock is lost
 /// (an extension failed), so it can stop before doing unprotected work.
@@ -176,7 +177,7 @@ impl Redlock {
         Fut: Future<Output = Result<T, E>>,
         E: From<Error>,
     {
-        self.using_settings(resources, ttl, self.inner.settings.clone(), routine)
+        self.using_settings(resources, ttl, self.default_settings().clone(), routine)
             .await
     }
 
@@ -212,17 +213,9 @@ impl Redlock {
         Fut: Future<Output = Result<T, E>>,
         E: From<Error>,
     {
-        validate_ttl(ttl, &settings).map_err(Error::from)?;
+        validate::ttl(ttl, &settings).map_err(Error::from)?;
+        validate::extension_threshold(ttl, &settings).map_err(Error::from)?;
         let threshold = settings.automatic_extension_threshold;
-        let drift = settings.drift(ttl);
-        if threshold >= ttl.saturating_sub(drift) {
-            return Err(Error::from(InvalidInput::ThresholdNotBelowTtl {
-                threshold,
-                ttl,
-                drift,
-            })
-            .into());
-        }
         let mut lock = self.acquire_settings(resources, ttl, settings).await?;
         let signal = AbortSignal::new();
         let mut routine = pin!(AssertUnwindSafe(routine(signal.clone())).catch_unwind());
@@ -248,7 +241,7 @@ impl Redlock {
             }
         };
         if let Err(error) = lock.release().await {
-            self.report_release_failure(&error);
+            tracing::warn!(%error, "release after using() failed; the keys expire at their TTL");
         }
         match result {
             Ok(result) => result,
@@ -264,7 +257,7 @@ impl Redlock {
     ) -> Result<Lock, Error> {
         let due = lock.remaining_validity().saturating_sub(threshold);
         if !due.is_zero() {
-            self.runtime().sleep(due).await;
+            self.engine().runtime().sleep(due).await;
         }
         lock.extend(ttl).await
     }

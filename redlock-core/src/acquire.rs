@@ -1,0 +1,268 @@
+//! Acquiring a lock: attempts, each followed by an undo when it fails, with
+//! retries, and optionally a fencing token and wake-on-release.
+//!
+//! One [`Acquisition`] runs one call of [`Redlock::acquire`](crate::Redlock::acquire):
+//!
+//! 1. Draw a fresh random value (128 bits from a CSPRNG).
+//! 2. Attempt: an acquire round on every node ([`Engine::timed_round`]). With
+//!    fencing, the acquire also reads each node's fence counter, and a second
+//!    round writes the token (the highest counter of the nodes that voted
+//!    for, plus one) back where our value still holds; the lock is granted
+//!    only if a quorum confirms the token while validity remains.
+//! 3. If the attempt failed, release on every node, including those that
+//!    failed or were not awaited, so no partial lock outlives the attempt.
+//! 4. Ask the [`Retry`] policy for a pause. With wake-on-release, a
+//!    contended acquisition first asks the nodes to wake it on a release of
+//!    its resources, and then waits for the release or the pause, whichever
+//!    comes first.
+
+use std::pin::pin;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::future::{join_all, select, Either};
+use rand::RngExt;
+
+use crate::backend::Request;
+use crate::error::{Error, QuorumFailure};
+use crate::keys::fence_key;
+use crate::lock::{Held, Lock};
+use crate::retry::Retry;
+use crate::round::{Decide, Engine, Targets};
+use crate::settings::Settings;
+use crate::stats::{AttemptOutcome, Attempts, NodeOutcome, Operation};
+use crate::wake::{release_channel, ReleaseWait};
+
+/// What a successful attempt grants.
+struct Grant {
+    expiration: Instant,
+    fencing_token: Option<u64>,
+}
+
+/// One acquisition of a set of resources under one value.
+pub(crate) struct Acquisition<'a> {
+    engine: &'a Arc<Engine>,
+    resources: Arc<[String]>,
+    value: Arc<str>,
+    /// The fence counter of each resource; empty without fencing.
+    fence_keys: Vec<String>,
+    ttl: Duration,
+    settings: Arc<Settings>,
+    attempts: Attempts,
+}
+
+impl<'a> Acquisition<'a> {
+    /// An acquisition of checked `resources` for `ttl`, with a fresh value.
+    pub(crate) fn new(
+        engine: &'a Arc<Engine>,
+        resources: Arc<[String]>,
+        ttl: Duration,
+        settings: Arc<Settings>,
+    ) -> Self {
+        let fence_keys = if settings.fencing {
+            resources.iter().map(|r| fence_key(r)).collect()
+        } else {
+            Vec::new()
+        };
+        Acquisition {
+            engine,
+            resources,
+            value: random_value(),
+            fence_keys,
+            ttl,
+            settings,
+            attempts: Attempts::default(),
+        }
+    }
+
+    /// Attempts until the lock is granted or the retry policy gives up.
+    pub(crate) async fn run(mut self) -> Result<Lock, Error> {
+        let settings = self.settings.clone();
+        let mut retry = Retry::new(&settings);
+        let mut watch: Option<ReleaseWait> = None;
+        loop {
+            let seen = watch.as_ref().map(ReleaseWait::generation);
+            if let Some(grant) = self.attempt(retry.is_first()).await {
+                tracing::debug!(resources = ?&*self.resources, attempts = retry.made() + 1, "lock acquired");
+                return Ok(self.into_lock(grant));
+            }
+            // Undo any partial lock before the next attempt (or before failing).
+            self.engine
+                .release_round(&self.resources, &self.value, &settings, Targets::All)
+                .await;
+            let outcome = self
+                .attempts
+                .last()
+                .map_or(AttemptOutcome::Unavailable, |a| a.outcome);
+            let Some(delay) = retry.after(Operation::Acquire, outcome) else {
+                break;
+            };
+            if settings.wake_on_release && outcome == AttemptOutcome::Contended && watch.is_none() {
+                watch = Some(self.watch_releases().await);
+            }
+            match (&watch, seen) {
+                // A release during the attempt: retry at once.
+                (Some(wait), Some(seen)) if wait.generation() != seen => {}
+                (Some(wait), _) => {
+                    let now = wait.generation();
+                    let sleep = self.engine.runtime().sleep(delay);
+                    select(sleep, pin!(wait.changed(now))).await;
+                }
+                (None, _) => self.engine.runtime().sleep(delay).await,
+            }
+        }
+        tracing::debug!(resources = ?&*self.resources, attempts = retry.made(), "lock not acquired");
+        Err(Error::from_failure(QuorumFailure {
+            operation: Operation::Acquire,
+            resources: self.resources,
+            attempts: self.attempts,
+        }))
+    }
+
+    /// One attempt: the acquire round and, with fencing, the token's
+    /// write-back round.
+    ///
+    /// The `first` attempt lets backends take a single resource by a plain
+    /// `SET NX PX` (see [`Request::plain_set_nx`]): its value was just drawn,
+    /// so no node can hold it and the built-in script's re-take of our own
+    /// key cannot apply. Retries run the script.
+    async fn attempt(&mut self, first: bool) -> Option<Grant> {
+        let fencing = !self.fence_keys.is_empty();
+        let scripts = self.engine.scripts();
+        let script = if fencing {
+            scripts.acquire_fenced()
+        } else {
+            scripts.acquire()
+        };
+        let request = Request::new(&self.resources, &self.value, self.ttl, script)
+            .with_extra_keys(&self.fence_keys)
+            .with_plain_set_nx(first && !fencing);
+        let (attempt, expiration) = self
+            .engine
+            .timed_round(Operation::Acquire, &request, &self.settings)
+            .await;
+        // T = max(counters of the nodes that voted for) + 1.
+        let highest = attempt
+            .nodes
+            .iter()
+            .filter(|n| matches!(n.outcome, NodeOutcome::For))
+            .filter_map(|n| n.fence)
+            .max()
+            .unwrap_or(0);
+        self.attempts.push(attempt, self.settings.attempt_history);
+        let expiration = expiration?;
+        if !fencing {
+            return Some(Grant {
+                expiration,
+                fencing_token: None,
+            });
+        }
+        let token = highest.saturating_add(1);
+        self.fence(token, expiration).await.then_some(Grant {
+            expiration,
+            fencing_token: Some(token),
+        })
+    }
+
+    /// Writes `token` back to a quorum while our value still holds there. Any
+    /// two quorums share a node, so a later acquirer reads a counter of at
+    /// least `token`. Returns whether a quorum confirmed before `expiration`.
+    async fn fence(&mut self, token: u64, expiration: Instant) -> bool {
+        let args = [token.to_string()];
+        let request = Request::new(
+            &self.resources,
+            &self.value,
+            self.ttl,
+            self.engine.script(Operation::Fence),
+        )
+        .with_extra_keys(&self.fence_keys)
+        .with_extra_args(&args);
+        let now = self.engine.now();
+        let timeout = self
+            .settings
+            .node_timeout
+            .min(expiration.saturating_duration_since(now));
+        let mut confirm = self
+            .engine
+            .round(
+                Operation::Fence,
+                &request,
+                now,
+                timeout,
+                Targets::All,
+                Decide::WhenCertain,
+            )
+            .await;
+        if confirm.outcome == AttemptOutcome::Succeeded && self.engine.now() >= expiration {
+            confirm.outcome = AttemptOutcome::TooSlow;
+        }
+        let held = confirm.outcome == AttemptOutcome::Succeeded;
+        self.attempts
+            .push_round(confirm, self.settings.attempt_history);
+        held
+    }
+
+    /// Asks every node to wake us on a release of the resources; nodes that
+    /// cannot (or do not answer in time) are skipped: the retry timer stays.
+    async fn watch_releases(&self) -> ReleaseWait {
+        let wait = ReleaseWait::new();
+        let waker = wait.waker();
+        let channels: Vec<String> = self.resources.iter().map(|r| release_channel(r)).collect();
+        let calls = self
+            .engine
+            .backends()
+            .iter()
+            .map(|b| b.watch_releases(&channels, &waker));
+        let all = pin!(join_all(calls));
+        let timer = self.engine.runtime().sleep(self.settings.node_timeout);
+        if let Either::Left((results, _)) = select(all, timer).await {
+            for (node, result) in results.into_iter().enumerate() {
+                if let Err(error) = result {
+                    tracing::debug!(node, %error, "node cannot wake waiters on release");
+                }
+            }
+        }
+        wait
+    }
+
+    fn into_lock(self, grant: Grant) -> Lock {
+        let held = Held {
+            engine: self.engine.clone(),
+            resources: self.resources,
+            value: self.value,
+            settings: self.settings,
+            fencing_token: grant.fencing_token,
+        };
+        Lock::new(held, self.ttl, grant.expiration, self.attempts)
+    }
+}
+
+/// 128 bits from the thread's CSPRNG (ChaCha, seeded from the OS), as 32
+/// lowercase hex digits, written straight into the one allocation the lock
+/// keeps (no `String` to convert on the hot path).
+pub(crate) fn random_value() -> Arc<str> {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let bits: u128 = rand::rng().random();
+    let mut digits = [0u8; 32];
+    for (i, digit) in digits.iter_mut().enumerate() {
+        *digit = HEX[((bits >> (4 * (31 - i))) & 0xf) as usize];
+    }
+    // Hex digits are ASCII, so this never falls back.
+    Arc::from(std::str::from_utf8(&digits).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_128_random_bits_in_hex() {
+        let a = random_value();
+        let b = random_value();
+        assert_eq!(a.len(), 32);
+        assert!(a
+            .bytes()
+            .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
+        assert_ne!(a, b);
+    }
+}
