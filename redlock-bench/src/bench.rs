@@ -34,6 +34,7 @@
 //! the nodes hold no key afterwards (no lock-table growth on the servers).
 
 mod clients;
+mod contended;
 mod measure;
 mod report;
 mod workloads;

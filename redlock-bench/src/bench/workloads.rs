@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -10,6 +9,7 @@ use futures::future::join_all;
 use redis::aio::MultiplexedConnection;
 
 use super::clients::{Client, Impl};
+use super::contended::contended;
 use super::measure::{self, cpu_time, cpu_time_of, quantile};
 use super::report::Results;
 use super::{BenchError, Options, Workload};
@@ -510,139 +510,6 @@ pub(crate) async fn throughput(
         elapsed: start.elapsed(),
         cpu: spent(cpu0, cpu_time()),
         server_cpu: None,
-    }
-}
-
-pub(crate) struct ContendedRun {
-    pub handoffs_per_s: f64,
-    pub acquires_per_s: f64,
-    pub wait_p50_us: f64,
-    pub wait_p99_us: f64,
-    pub wait_max_us: f64,
-    pub gap_p99_us: f64,
-    pub takeover_wait_p99_us: f64,
-    pub lost: u64,
-    pub gave_up: u64,
-    /// Ours only: attempts (rounds) per successful acquisition, counting
-    /// those of calls that ran out of retries.
-    pub attempts_per_acquire: Option<f64>,
-}
-
-/// What the contenders share: the counter the lock protects, and who held
-/// the lock last.
-struct Shared {
-    counter: AtomicU64,
-    sections: AtomicU64,
-    owner: AtomicUsize,
-    handoffs: AtomicU64,
-    /// When the last release completed, in ns since the start.
-    released_at: AtomicU64,
-}
-
-const NOBODY: usize = usize::MAX;
-
-/// `tasks` tasks on one resource: acquire (retrying until it holds it) ->
-/// read the counter, yield, write it + 1 -> release, until the deadline.
-pub(crate) async fn contended(
-    client: Arc<Client>,
-    key: String,
-    tasks: usize,
-    run: Duration,
-    ttl: Duration,
-) -> ContendedRun {
-    let shared = Arc::new(Shared {
-        counter: AtomicU64::new(0),
-        sections: AtomicU64::new(0),
-        owner: AtomicUsize::new(NOBODY),
-        handoffs: AtomicU64::new(0),
-        released_at: AtomicU64::new(0),
-    });
-    let key: Arc<str> = key.into();
-    let start = Instant::now();
-    let deadline = start + run;
-    let handles: Vec<_> = (0..tasks)
-        .map(|me| {
-            let (client, shared, key) = (client.clone(), shared.clone(), key.clone());
-            tokio::spawn(async move {
-                let mut waits: Vec<u64> = Vec::with_capacity(4096);
-                let mut gaps: Vec<u64> = Vec::with_capacity(4096);
-                let mut takeovers: Vec<u64> = Vec::with_capacity(4096);
-                let mut censored = 0u64;
-                let mut gave_up = 0u64;
-                let mut attempts: Option<u64> = None;
-                while Instant::now() < deadline {
-                    let t0 = Instant::now();
-                    let (held, misses, rounds) = tokio::select! {
-                        biased;
-                        got = client.acquire_until(&key, ttl) => got,
-                        _ = tokio::time::sleep_until(deadline.into()) => {
-                            censored = t0.elapsed().as_nanos() as u64;
-                            break;
-                        }
-                    };
-                    let now = Instant::now();
-                    gave_up += misses;
-                    if let Some(rounds) = rounds {
-                        *attempts.get_or_insert(0) += rounds;
-                    }
-                    let wait = now.duration_since(t0).as_nanos() as u64;
-                    waits.push(wait);
-                    let previous = shared.owner.swap(me, Ordering::AcqRel);
-                    if previous != me && previous != NOBODY {
-                        shared.handoffs.fetch_add(1, Ordering::Relaxed);
-                        takeovers.push(wait);
-                        let released = shared.released_at.load(Ordering::Acquire);
-                        let at = now.duration_since(start).as_nanos() as u64;
-                        gaps.push(at.saturating_sub(released));
-                    }
-                    // The critical section: a read-modify-write that loses an
-                    // update if two holders overlap.
-                    let value = shared.counter.load(Ordering::Acquire);
-                    tokio::task::yield_now().await;
-                    shared.counter.store(value + 1, Ordering::Release);
-                    shared.sections.fetch_add(1, Ordering::Relaxed);
-                    let _ = client.release(held, &key).await;
-                    let at = start.elapsed().as_nanos() as u64;
-                    shared.released_at.store(at, Ordering::Release);
-                }
-                (waits, gaps, takeovers, censored, gave_up, attempts)
-            })
-        })
-        .collect();
-    let (mut waits, mut gaps, mut takeovers) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut censored_max, mut gave_up, mut attempts) = (0, 0, None);
-    for handle in handles {
-        if let Ok((w, g, t, c, m, a)) = handle.await {
-            if let Some(a) = a {
-                *attempts.get_or_insert(0u64) += a;
-            }
-            waits.extend(w);
-            gaps.extend(g);
-            takeovers.extend(t);
-            censored_max = censored_max.max(c);
-            gave_up += m;
-        }
-    }
-    let elapsed = start.elapsed().as_secs_f64();
-    waits.sort_unstable();
-    gaps.sort_unstable();
-    takeovers.sort_unstable();
-    let sections = shared.sections.load(Ordering::Acquire);
-    let counter = shared.counter.load(Ordering::Acquire);
-    let max_wait = waits.last().copied().unwrap_or(0).max(censored_max);
-    ContendedRun {
-        handoffs_per_s: shared.handoffs.load(Ordering::Relaxed) as f64 / elapsed,
-        acquires_per_s: sections as f64 / elapsed,
-        wait_p50_us: quantile(&waits, 0.50) as f64 / 1e3,
-        wait_p99_us: quantile(&waits, 0.99) as f64 / 1e3,
-        wait_max_us: max_wait as f64 / 1e3,
-        gap_p99_us: quantile(&gaps, 0.99) as f64 / 1e3,
-        takeover_wait_p99_us: quantile(&takeovers, 0.99) as f64 / 1e3,
-        lost: sections.saturating_sub(counter),
-        attempts_per_acquire: attempts
-            .filter(|_| sections > 0)
-            .map(|a| a as f64 / sections as f64),
-        gave_up,
     }
 }
 
