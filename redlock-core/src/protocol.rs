@@ -511,7 +511,8 @@ mod tests {
             [script.sha1(), "2", "a", "{t}b", "v", "1500"]
         );
         assert_eq!(call.args().len(), call.arg_count());
-        assert!(call.byte_len_hint() >= "EVALSHA".len() + 40 + 2 + 4 + 1);
+        // The name, the SHA-1, the keys and the value, and 20 per number.
+        assert_eq!(call.byte_len_hint(), 7 + 40 + 1 + 4 + 1 + 2 * 20);
     }
 
     #[test]
