@@ -220,11 +220,21 @@ impl<C: ClientLike> FredBackend<C> {
     ///
     /// The core already bounds every call by its per-node timeout, so this is a
     /// backstop for calls that outlive it and for direct use of the backend;
-    /// keep it at least as long as the core's `node_timeout`.
+    /// keep it at least as long as the core's `node_timeout`. It also bounds
+    /// the wake-on-release subscription of
+    /// [`watch_releases`](LockBackend::watch_releases).
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
         let client: &C = &self.client;
         self.client = client.with_options(&call_options(client, timeout));
         self
+    }
+
+    /// The timeout of each command, subscriptions included.
+    fn command_timeout(&self) -> Duration {
+        self.client
+            .options()
+            .timeout
+            .unwrap_or(DEFAULT_COMMAND_TIMEOUT)
     }
 
     /// The underlying fred client, e.g. to run other commands on the node.
@@ -397,7 +407,10 @@ impl<C: ClientLike + 'static> LockBackend for FredBackend<C> {
         waker: &ReleaseWaker,
     ) -> Result<(), BackendError> {
         match &self.releases {
-            Some(releases) => releases.watch(channels, waker).await,
+            Some(releases) => {
+                let timeout = self.command_timeout();
+                releases.watch(channels, waker, timeout).await
+            }
             None => Err(BackendError::new(
                 ErrorKind::Unsupported,
                 "wake-on-release needs a backend built by FredBackend::connect, \
@@ -411,3 +424,38 @@ impl<C: ClientLike + 'static> LockBackend for FredBackend<C> {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redlock_core::wake::{release_channel, ReleaseWait};
+    use std::time::Instant;
+
+    /// Against a node that accepts connections and never answers, a watch
+    /// gives up after the backend's command timeout, not the default one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_release_subscriber_honours_the_command_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().collect();
+            drop(held);
+        });
+        let timeout = Duration::from_millis(150);
+        assert!(timeout < DEFAULT_COMMAND_TIMEOUT / 2);
+        let backend = FredBackend::connect(&format!("redis://127.0.0.1:{port}"))
+            .await
+            .expect("construction never waits for the node")
+            .with_command_timeout(timeout);
+
+        let wait = ReleaseWait::new();
+        let started = Instant::now();
+        let result = backend
+            .watch_releases(&[release_channel("r")], &wait.waker())
+            .await;
+        let took = started.elapsed();
+        let err = result.expect_err("a silent node cannot subscribe");
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        assert!(err.message().contains("150ms"), "{err}");
+        assert!(took < DEFAULT_COMMAND_TIMEOUT / 2, "took {took:?}");
+    }
+}
