@@ -21,7 +21,7 @@
 //! All of that, the reading of replies and the meaning of each server error
 //! code, is [`redlock_core::protocol`], shared by every Redis adapter. This
 //! crate holds what depends on redis-rs: connections, turning the core's
-//! [`Call`](redlock_core::protocol::Call) into a `redis::Cmd`, and redis-rs's
+//! [`Call`] into a `redis::Cmd`, and redis-rs's
 //! own errors.
 //!
 //! # Quick start
