@@ -539,7 +539,7 @@ mod tests {
     }
 
     #[test]
-    fn plain_acquire_is_a_set_nx() {
+    fn plain_acquire_is_a_set_nx_and_each_command_reads_its_replies() {
         let scripts = Scripts::default();
         let resources = vec!["r".to_owned()];
         let request = Request::new(
@@ -556,20 +556,10 @@ mod tests {
         assert!(call.fallback("NOSCRIPT").is_none());
         // Other operations run the script whatever the request allows.
         assert_eq!(Call::script(&request).command(), Command::EvalSha);
-    }
 
-    #[test]
-    fn replies() {
-        let scripts = Scripts::default();
-        let resources = vec!["r".to_owned()];
-        let request = Request::new(
-            &resources,
-            "v",
-            Duration::from_millis(250),
-            scripts.acquire(),
-        );
+        // Each command reads its own replies.
         let script = Call::script(&request);
-        let set = Call::acquire(&request.with_plain_set_nx(true));
+        let set = call;
 
         assert_eq!(
             script.reply(RawReply::Integer(3)).ok(),
