@@ -55,7 +55,10 @@ pub(crate) fn mapped(err: RedisError, cluster: Option<bool>) -> BackendError {
     BackendError::with_source(kind, message, err)
 }
 
-/// The core [`ErrorKind`] a redis-rs error maps to (the table in the module docs).
+/// The core [`ErrorKind`] a redis-rs error maps to: a timeout, an I/O error
+/// or a missing cluster connection, a failed `AUTH`, a reply redis-rs could not
+/// read, and otherwise the server's error code, by the core's
+/// [table](redlock_core::protocol#server-error-codes).
 pub fn error_kind(err: &RedisError) -> ErrorKind {
     use redis::ErrorKind as R;
 
