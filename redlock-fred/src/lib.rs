@@ -42,8 +42,8 @@
 //! All of that, the reading of replies and the meaning of each server error
 //! code, is [`redlock_core::protocol`], shared by every Redis adapter. This
 //! crate holds what depends on fred: connections and their health, turning the
-//! core's [`Call`] into a fred custom command,
-//! fred's own errors, and the release subscriber.
+//! core's [`Call`] into a fred custom command, fred's own errors, and the
+//! release subscriber.
 //!
 //! The commands go through fred's [`custom`](fred::interfaces::ClientLike::custom)
 //! interface rather than its `evalsha`: in fred 10 the per-call
