@@ -358,7 +358,10 @@ fn cross_slot_on_a_cluster_is_rejected() {
                         let kind = failure.rejection().map(|r| r.kind());
                         assert_eq!(kind, Some(ErrorKind::CrossSlot), "{adapter:?}: {e}");
                         assert_eq!(failure.attempts.total(), 1, "CrossSlot is not retried");
-                        assert!(e.to_string().contains("hash tag"), "{e}");
+                        // The hash-tag hint, exactly once.
+                        let text = e.to_string();
+                        let hints = text.matches(redlock_core::protocol::CROSS_SLOT_HINT).count();
+                        assert_eq!(hints, 1, "{adapter:?}: {e}");
                     }
                     other => panic!("{adapter:?} fencing={fencing}: expected Rejected(CrossSlot), got {other:?}"),
                 }

@@ -14,7 +14,9 @@
 //! `ARGV = [request.value(), request.ttl_millis()]` followed by
 //! [`Request::extra_args`], and returns [`Reply::from_script_integer`] with the
 //! integer the script answered (or [`Reply::from_script_pair`] when it answered
-//! a two-integer array, as the fenced acquire does). A backend
+//! a two-integer array, as the fenced acquire does). [`protocol`](crate::protocol)
+//! spells out those commands, reads the replies and classifies the server's
+//! error codes, so a Redis backend only sends what it describes. A backend
 //! that does not run Lua implements the semantics of the built-in scripts (see
 //! [`scripts`](crate::scripts)) and refuses a custom script with
 //! [`ErrorKind::Unsupported`]. Map every failure to a [`BackendError`] of the

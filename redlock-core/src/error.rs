@@ -1,11 +1,12 @@
 //! Errors. Match on [`Error`]'s variant to tell "someone else holds it" from
 //! "Redis is down" from "the lock expired" from "you passed bad input".
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::backend::{BackendError, ErrorKind};
+use crate::protocol::CROSS_SLOT_HINT;
 use crate::stats::{AttemptOutcome, Attempts, Operation};
 
 /// Everything an operation on a lock can fail with.
@@ -28,7 +29,7 @@ pub enum Error {
     /// different cluster slots, failed authentication, a broken script, or a
     /// backend that does not support the request. See
     /// [`QuorumFailure::rejection`].
-    #[error("{0}: rejected by a node: {hint}", hint = .0.rejection().map(rejection_hint).unwrap_or_default())]
+    #[error("{0}: rejected by a node{detail}", detail = rejection_detail(.0))]
     Rejected(Box<QuorumFailure>),
     /// The lock is no longer held: its validity ran out before the call, or a
     /// quorum of nodes no longer has it under this lock's value. Acquire it again.
@@ -47,15 +48,32 @@ pub enum Error {
     InvalidConfig(#[from] ConfigError),
 }
 
-fn rejection_hint(e: &BackendError) -> String {
-    match e.kind() {
-        ErrorKind::CrossSlot => format!(
-            "{e}; in a Redis Cluster every resource of one lock must share a hash tag, e.g. {{order42}}:invoice and {{order42}}:ledger"
-        ),
-        ErrorKind::Auth => format!("{e}; check the node's username and password"),
-        ErrorKind::Script => format!("{e}; check custom scripts and that the keys hold strings"),
-        _ => e.to_string(),
+/// What `Rejected` adds to its [`QuorumFailure`]: the rejection, unless the
+/// failure already shows it as the first node error, and what to check, unless
+/// the rejection's message already says it. Every part appears once.
+fn rejection_detail(failure: &QuorumFailure) -> String {
+    let Some(rejection) = failure.rejection() else {
+        return String::new();
+    };
+    let shown = failure
+        .attempts
+        .last()
+        .and_then(|last| last.errors().next())
+        .is_some_and(|(_, first)| std::ptr::eq(first, rejection));
+    let hint = match rejection.kind() {
+        ErrorKind::CrossSlot => CROSS_SLOT_HINT,
+        ErrorKind::Auth => "check the node's username and password",
+        ErrorKind::Script => "check custom scripts and that the keys hold strings",
+        _ => "",
+    };
+    let mut detail = String::new();
+    if !shown {
+        let _ = write!(detail, ": {rejection}");
     }
+    if !hint.is_empty() && !rejection.message().contains(hint) {
+        let _ = write!(detail, "; {hint}");
+    }
+    detail
 }
 
 impl Error {
@@ -225,4 +243,62 @@ pub enum ConfigError {
     /// `attempt_history` is zero.
     #[error("attempt_history is zero; at least the last attempt must be kept")]
     ZeroAttemptHistory,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::{LockBackend, Reply, Request};
+    use crate::Redlock;
+
+    /// A node that rejects every call with one error.
+    struct Rejecting(BackendError);
+
+    #[async_trait::async_trait]
+    impl LockBackend for Rejecting {
+        async fn acquire(&self, _: &Request<'_>) -> Result<Reply, BackendError> {
+            Err(self.0.clone())
+        }
+        async fn extend(&self, _: &Request<'_>) -> Result<Reply, BackendError> {
+            Err(self.0.clone())
+        }
+        async fn release(&self, _: &Request<'_>) -> Result<Reply, BackendError> {
+            Err(self.0.clone())
+        }
+    }
+
+    fn rejected(nodes: Vec<BackendError>) -> String {
+        let nodes: Vec<Rejecting> = nodes.into_iter().map(Rejecting).collect();
+        let redlock = Redlock::builder(nodes).build().expect("valid");
+        let result = futures::executor::block_on(
+            redlock.acquire(&["a", "b"], std::time::Duration::from_secs(1)),
+        );
+        match result {
+            Err(e @ Error::Rejected(_)) => e.to_string(),
+            other => panic!("expected Rejected, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn rejections_show_their_hint_once() {
+        let bare = BackendError::new(ErrorKind::CrossSlot, "CROSSSLOT Keys in request");
+        let hinted = BackendError::new(
+            ErrorKind::CrossSlot,
+            crate::protocol::error_message(ErrorKind::CrossSlot, &"CROSSSLOT Keys in request"),
+        );
+        let other = BackendError::new(ErrorKind::Connection, "refused");
+        for nodes in [
+            vec![bare.clone()],
+            vec![hinted.clone()],
+            // The rejection is not the error the failure shows first.
+            vec![other.clone(), hinted],
+            vec![other, bare],
+        ] {
+            let text = rejected(nodes);
+            assert_eq!(text.matches(CROSS_SLOT_HINT).count(), 1, "{text}");
+            assert_eq!(text.matches("CROSSSLOT Keys").count(), 1, "{text}");
+        }
+        let auth = rejected(vec![BackendError::new(ErrorKind::Auth, "WRONGPASS")]);
+        assert_eq!(auth.matches("username and password").count(), 1, "{auth}");
+    }
 }

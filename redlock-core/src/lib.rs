@@ -9,7 +9,9 @@
 //!
 //! Backends are thin. `redlock-redis-rs` and `redlock-fred` adapt the two
 //! Redis clients; [`MemoryBackend`] is an in-process node for examples and
-//! tests; [`FaultyBackend`] wraps any backend and fails on command.
+//! tests; [`FaultyBackend`] wraps any backend and fails on command. What the
+//! Redis adapters send, and how they read replies and server errors, is
+//! decided once, in [`protocol`].
 //!
 //! ```
 //! # futures::executor::block_on(async {
@@ -71,6 +73,7 @@ pub mod faulty;
 pub mod keys;
 mod lock;
 pub mod memory;
+pub mod protocol;
 mod redlock;
 mod retry;
 mod round;

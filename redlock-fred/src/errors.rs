@@ -3,36 +3,28 @@
 //! fred reports most server replies as [`FredErrorKind::Unknown`] (or a few
 //! other kinds) with the server's text in [`FredError::details`], which starts
 //! with the Redis error code (`NOSCRIPT ...`, `CROSSSLOT ...`). So the code is
-//! looked at first, and fred's own kind decides only for client-side errors
-//! (I/O, timeouts, routing).
+//! looked at first, by the core's table
+//! ([`server_error_kind`](redlock_core::protocol::server_error_kind)), and
+//! fred's own kind decides for client-side errors (I/O, timeouts, routing) and
+//! for codes the table has nothing more specific than `Other` for.
 
 use fred::error::{Error as FredError, ErrorKind as FredErrorKind};
+use redlock_core::protocol;
 use redlock_core::{BackendError, ErrorKind};
-
-/// What to tell a user whose keys landed in different cluster slots.
-const HASH_TAG_HINT: &str = "keys of one lock must hash to the same Redis Cluster slot: \
-     put their common part in a hash tag, e.g. `{order42}:a` and `{order42}:b`";
 
 /// The Redis error code a server reply starts with (`NOSCRIPT`, `CROSSSLOT`,
 /// ...), if the details look like one.
 pub(crate) fn server_code(error: &FredError) -> Option<&str> {
-    let first = error.details().split_whitespace().next()?;
-    let is_code = first.len() >= 2
-        && first
-            .bytes()
-            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_');
-    is_code.then_some(first)
-}
-
-/// Whether the server answered `NOSCRIPT` (the script is not in its cache).
-pub(crate) fn is_noscript(error: &FredError) -> bool {
-    server_code(error) == Some("NOSCRIPT")
+    protocol::split_error_line(error.details()).map(|(code, _)| code)
 }
 
 /// The core kind for a fred error. See the crate docs for the table.
 pub fn classify(error: &FredError) -> ErrorKind {
-    if let Some(kind) = server_code(error).and_then(|code| classify_code(code, error.details())) {
-        return kind;
+    if let Some((code, detail)) = protocol::split_error_line(error.details()) {
+        match protocol::server_error_kind(code, detail) {
+            ErrorKind::Other => {}
+            kind => return kind,
+        }
     }
     match error.kind() {
         FredErrorKind::IO | FredErrorKind::Canceled | FredErrorKind::Routing => {
@@ -61,23 +53,6 @@ pub fn classify(error: &FredError) -> ErrorKind {
     }
 }
 
-/// Server error codes. `None` leaves the decision to fred's kind.
-fn classify_code(code: &str, details: &str) -> Option<ErrorKind> {
-    Some(match code {
-        "CROSSSLOT" => ErrorKind::CrossSlot,
-        "NOAUTH" | "WRONGPASS" | "NOPERM" => ErrorKind::Auth,
-        "WRONGTYPE" => ErrorKind::Script,
-        "BUSY" | "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY" | "OOM"
-        | "MISCONF" | "NOREPLICAS" => ErrorKind::Busy,
-        // Every command this crate sends is a script, so a generic error that
-        // names the script (a Lua runtime or compile error, `redis.call`
-        // failing inside it) is the script's fault.
-        "ERR" if details.to_ascii_lowercase().contains("script") => ErrorKind::Script,
-        "ERR" | "NOSCRIPT" | "MOVED" | "ASK" => ErrorKind::Other,
-        _ => return None,
-    })
-}
-
 /// fred's client-side `Cluster` errors.
 fn classify_cluster(details: &str) -> ErrorKind {
     if details.contains("same cluster node") {
@@ -104,10 +79,7 @@ fn classify_cluster(details: &str) -> ErrorKind {
 /// ```
 pub fn map_error(error: FredError) -> BackendError {
     let kind = classify(&error);
-    let message = match kind {
-        ErrorKind::CrossSlot => format!("{HASH_TAG_HINT} ({})", error.details()),
-        _ => error.to_string(),
-    };
+    let message = protocol::error_message(kind, &error);
     BackendError::with_source(kind, message, error)
 }
 
@@ -165,7 +137,9 @@ mod tests {
         ] {
             let mapped = map_error(error.clone());
             assert_eq!(mapped.kind(), ErrorKind::CrossSlot);
-            assert!(mapped.message().contains("hash tag"), "{mapped}");
+            // The core's hint, once: `Error::Rejected` then shows it once too.
+            let hints = mapped.message().matches(protocol::CROSS_SLOT_HINT).count();
+            assert_eq!(hints, 1, "{mapped}");
             let source = mapped.source().and_then(|s| s.downcast_ref::<FredError>());
             assert_eq!(source, Some(&error));
         }
@@ -216,7 +190,7 @@ mod tests {
         );
         assert_eq!(
             kind_of(F::Unknown, "ERR unknown command 'FOO'"),
-            ErrorKind::Other
+            ErrorKind::Unsupported
         );
         for busy in [
             "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.",
@@ -235,15 +209,16 @@ mod tests {
     }
 
     #[test]
-    fn noscript_is_recognised_by_its_code_only() {
-        assert!(is_noscript(&FredError::new(
-            FredErrorKind::Unknown,
-            "NOSCRIPT No matching script. Please use EVAL."
-        )));
-        assert!(!is_noscript(&FredError::new(
-            FredErrorKind::Unknown,
-            "ERR NOSCRIPT"
-        )));
-        assert!(!is_noscript(&FredError::new(FredErrorKind::Unknown, "")));
+    fn server_codes_are_read_from_the_details() {
+        let code = |details: &'static str| {
+            server_code(&FredError::new(FredErrorKind::Unknown, details)).map(str::to_owned)
+        };
+        assert_eq!(
+            code("NOSCRIPT No matching script. Please use EVAL.").as_deref(),
+            Some("NOSCRIPT")
+        );
+        assert_eq!(code("ERR NOSCRIPT").as_deref(), Some("ERR"));
+        assert_eq!(code("Failed to route command."), None);
+        assert_eq!(code(""), None);
     }
 }

@@ -39,6 +39,12 @@
 //! resource with the built-in script) is sent as `SET key value NX PX ttl`,
 //! which does the same for less work on the node (`OK`: applied, `nil`: held).
 //!
+//! All of that, the reading of replies and the meaning of each server error
+//! code, is [`redlock_core::protocol`], shared by every Redis adapter. This
+//! crate holds what depends on fred: connections and their health, turning the
+//! core's [`Call`] into a fred custom command, fred's own errors, and the
+//! release subscriber.
+//!
 //! The commands go through fred's [`custom`](fred::interfaces::ClientLike::custom)
 //! interface rather than its `evalsha`: in fred 10 the per-call
 //! [`Options`] wrapper
@@ -86,19 +92,25 @@
 //! # Errors
 //!
 //! fred reports most server errors as `ErrorKind::Unknown` with the Redis error
-//! code at the start of the details, so the code decides first ([`map_error`]):
+//! code at the start of the details, so the code decides first, by the core's
+//! [table of server error codes](redlock_core::protocol#server-error-codes)
+//! (`CROSSSLOT` is `CrossSlot`, `NOAUTH` is `Auth`, `OOM` is `Busy`, `ERR
+//! unknown command` is `Unsupported`, ...). fred's own kind decides the rest
+//! ([`map_error`]):
 //!
 //! | fred error | core kind |
 //! |---|---|
+//! | a server error code the core's table gives a kind other than `Other` | that kind |
 //! | `IO`, `Canceled`, `Routing`, "failed to route", not connected | [`ErrorKind::Connection`] (when not connected, the last connection error decides: a refused password is `Auth`, `LOADING` is `Busy`) |
 //! | `Timeout` | [`ErrorKind::Timeout`] |
-//! | `CROSSSLOT`, and fred's client-side "keys on different cluster nodes" | [`ErrorKind::CrossSlot`], with a hint about hash tags |
-//! | `NOAUTH`, `WRONGPASS`, `NOPERM`, `Auth` | [`ErrorKind::Auth`] |
-//! | `WRONGTYPE`, `ERR` naming the script (Lua errors) | [`ErrorKind::Script`] |
-//! | `BUSY`, `LOADING`, `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`, `READONLY`, `OOM`, `MISCONF`, `NOREPLICAS`, `Backpressure` | [`ErrorKind::Busy`] |
-//! | `Protocol`, `Parse`, a non-integer script reply | [`ErrorKind::Protocol`] |
+//! | fred's client-side "keys on different cluster nodes" (`Cluster`) | [`ErrorKind::CrossSlot`] |
+//! | `Auth` | [`ErrorKind::Auth`] |
+//! | `Backpressure` | [`ErrorKind::Busy`] |
+//! | `Protocol`, `Parse`, a script reply that is not an integer | [`ErrorKind::Protocol`] |
 //! | anything else | [`ErrorKind::Other`] |
 //!
+//! A `CrossSlot` message carries the core's hint about hash tags
+//! ([`CROSS_SLOT_HINT`](redlock_core::protocol::CROSS_SLOT_HINT)).
 //! The fred error is kept as the [source](std::error::Error::source).
 //!
 //! # Redis Cluster
@@ -149,6 +161,7 @@ use fred::interfaces::ClientLike;
 use fred::types::config::Options;
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, Value};
 use fred::util::redis_keyslot;
+use redlock_core::protocol::{Arg, Call, RawReply};
 use redlock_core::wake::ReleaseWaker;
 use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, Reply, Request};
 
@@ -207,11 +220,21 @@ impl<C: ClientLike> FredBackend<C> {
     ///
     /// The core already bounds every call by its per-node timeout, so this is a
     /// backstop for calls that outlive it and for direct use of the backend;
-    /// keep it at least as long as the core's `node_timeout`.
+    /// keep it at least as long as the core's `node_timeout`. It also bounds
+    /// the wake-on-release subscription of
+    /// [`watch_releases`](LockBackend::watch_releases).
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
         let client: &C = &self.client;
         self.client = client.with_options(&call_options(client, timeout));
         self
+    }
+
+    /// The timeout of each command, subscriptions included.
+    fn command_timeout(&self) -> Duration {
+        self.client
+            .options()
+            .timeout
+            .unwrap_or(DEFAULT_COMMAND_TIMEOUT)
     }
 
     /// The underlying fred client, e.g. to run other commands on the node.
@@ -239,95 +262,36 @@ impl<C: ClientLike> FredBackend<C> {
         }
     }
 
-    /// Runs the request's script, or, for an acquire the core allows as one
-    /// (`set_nx`, see [`Request::plain_set_nx`]), a plain `SET NX PX`.
-    async fn run(
-        &self,
-        request: &Request<'_>,
-        set_nx: Option<&str>,
-    ) -> Result<Reply, BackendError> {
-        let script = request.script();
+    /// Sends `call` (see [`redlock_core::protocol`]), and the core's fallback
+    /// for the error it met, if any (`EVAL` after a `NOSCRIPT`).
+    async fn run(&self, call: Call<'_>, request: &Request<'_>) -> Result<Reply, BackendError> {
         // Route by the first key's slot, as fred's own `evalsha` does.
         let hash = request.keys().next().map_or(ClusterHash::Random, |key| {
             ClusterHash::Custom(redis_keyslot(key.as_bytes()))
         });
-        let ttl = i64::try_from(request.ttl_millis()).unwrap_or(i64::MAX);
-        let args = |head: &str| {
-            let mut args = Vec::with_capacity(4 + request.key_count() + request.extra_args().len());
-            args.push(Value::from(head));
-            args.push(Value::from(
-                i64::try_from(request.key_count()).unwrap_or(i64::MAX),
-            ));
-            args.extend(request.keys().map(Value::from));
-            args.push(Value::from(request.value()));
-            args.push(Value::Integer(ttl));
-            args.extend(request.extra_args().iter().map(Value::from));
-            args
+        let mut result = self.send(call, &hash).await;
+        let next = match &result {
+            Err(error) => errors::server_code(error).and_then(|code| call.fallback(code)),
+            Ok(_) => None,
         };
-        let command = |name: &'static str| CustomCommand::new_static(name, hash.clone(), false);
-
-        if let Some(key) = set_nx {
-            let args = vec![
-                Value::from(key),
-                Value::from(request.value()),
-                Value::from("NX"),
-                Value::from("PX"),
-                Value::Integer(ttl),
-            ];
-            return match self
-                .client
-                .custom::<Value, Value>(command("SET"), args)
-                .await
-            {
-                Ok(value) if value.is_ok() => Ok(Reply::applied(1)),
-                Ok(Value::Null) => Ok(Reply::applied(0)),
-                Ok(value) => Err(BackendError::new(
-                    ErrorKind::Protocol,
-                    format!(
-                        "{}: SET NX replied {} where OK or nil was expected",
-                        self.name,
-                        value.kind()
-                    ),
-                )),
-                Err(error) => Err(self.explain(error)),
-            };
-        }
-
-        let mut result = self
-            .client
-            .custom::<Value, Value>(command("EVALSHA"), args(script.sha1()))
-            .await;
-        if matches!(&result, Err(error) if errors::is_noscript(error)) {
-            result = self
-                .client
-                .custom(command("EVAL"), args(script.text()))
-                .await;
+        if let Some(next) = next {
+            result = self.send(next, &hash).await;
         }
         match result {
-            Ok(value) => self.reply(value),
+            Ok(value) => call.reply(raw_reply(&value)),
             Err(error) => Err(self.explain(error)),
         }
     }
 
-    /// A script's reply: an integer, or `{applied, fence}` (the fenced acquire).
-    fn reply(&self, value: Value) -> Result<Reply, BackendError> {
-        match value {
-            Value::Integer(n) => return Ok(Reply::from_script_integer(n)),
-            Value::Array(ref pair) => {
-                if let [Value::Integer(applied), Value::Integer(fence)] = pair.as_slice() {
-                    return Ok(Reply::from_script_pair(*applied, *fence));
-                }
-            }
-            _ => {}
-        }
-        Err(BackendError::new(
-            ErrorKind::Protocol,
-            format!(
-                "{}: the script replied {} where an integer was expected",
-                self.name,
-                value.kind()
-            ),
-        ))
+    /// The core's call as a fred custom command.
+    async fn send(&self, call: Call<'_>, hash: &ClusterHash) -> Result<Value, FredError> {
+        let command = CustomCommand::new_static(call.name(), hash.clone(), false);
+        let mut args = Vec::with_capacity(call.arg_count());
+        args.extend(call.args().map(|arg| match arg {
+            Arg::Str(s) => Value::from(s),
+            Arg::Int(n) => Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+        }));
+        self.client.custom(command, args).await
     }
 
     /// Maps a fred error; a call refused because the client is not connected
@@ -363,6 +327,20 @@ impl<C: ClientLike> FredBackend<C> {
                 format!("{} is not connected", self.name),
             ),
         }
+    }
+}
+
+/// A fred reply in the core's terms.
+fn raw_reply(value: &Value) -> RawReply<'_> {
+    match value {
+        Value::Integer(n) => RawReply::Integer(*n),
+        Value::Array(items) => match items.as_slice() {
+            [Value::Integer(a), Value::Integer(b)] => RawReply::Pair(*a, *b),
+            _ => RawReply::Other(value),
+        },
+        Value::Null => RawReply::Nil,
+        ok if ok.is_ok() => RawReply::Okay,
+        other => RawReply::Other(other),
     }
 }
 
@@ -405,22 +383,22 @@ impl<C: ClientLike> std::fmt::Debug for FredBackend<C> {
 impl<C: ClientLike + 'static> LockBackend for FredBackend<C> {
     async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
         self.refuse_if_down()?;
-        self.run(request, request.plain_set_nx()).await
+        self.run(Call::acquire(request), request).await
     }
 
     async fn extend(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
         self.refuse_if_down()?;
-        self.run(request, None).await
+        self.run(Call::script(request), request).await
     }
 
     async fn release(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
         // Never refused ahead of fred: see `refuse_if_down`.
-        self.run(request, None).await
+        self.run(Call::script(request), request).await
     }
 
     async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
         self.refuse_if_down()?;
-        self.run(request, None).await
+        self.run(Call::script(request), request).await
     }
 
     async fn watch_releases(
@@ -429,7 +407,10 @@ impl<C: ClientLike + 'static> LockBackend for FredBackend<C> {
         waker: &ReleaseWaker,
     ) -> Result<(), BackendError> {
         match &self.releases {
-            Some(releases) => releases.watch(channels, waker).await,
+            Some(releases) => {
+                let timeout = self.command_timeout();
+                releases.watch(channels, waker, timeout).await
+            }
             None => Err(BackendError::new(
                 ErrorKind::Unsupported,
                 "wake-on-release needs a backend built by FredBackend::connect, \
@@ -440,5 +421,41 @@ impl<C: ClientLike + 'static> LockBackend for FredBackend<C> {
 
     fn describe(&self) -> Cow<'_, str> {
         Cow::Borrowed(&self.name)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use redlock_core::wake::{release_channel, ReleaseWait};
+    use std::time::Instant;
+
+    /// Against a node that accepts connections and never answers, a watch
+    /// gives up after the backend's command timeout, not the default one.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_release_subscriber_honours_the_command_timeout() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        std::thread::spawn(move || {
+            let held: Vec<_> = listener.incoming().collect();
+            drop(held);
+        });
+        let timeout = Duration::from_millis(150);
+        assert!(timeout < DEFAULT_COMMAND_TIMEOUT / 2);
+        let backend = FredBackend::connect(&format!("redis://127.0.0.1:{port}"))
+            .await
+            .expect("construction never waits for the node")
+            .with_command_timeout(timeout);
+
+        let wait = ReleaseWait::new();
+        let started = Instant::now();
+        let result = backend
+            .watch_releases(&[release_channel("r")], &wait.waker())
+            .await;
+        let took = started.elapsed();
+        let err = result.expect_err("a silent node cannot subscribe");
+        assert_eq!(err.kind(), ErrorKind::Timeout, "{err}");
+        assert!(err.message().contains("150ms"), "{err}");
+        assert!(took < DEFAULT_COMMAND_TIMEOUT / 2, "took {took:?}");
     }
 }

@@ -17,6 +17,7 @@
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
@@ -26,7 +27,6 @@ use redlock_core::BackendError;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
 
-use crate::connect::DEFAULT_COMMAND_TIMEOUT;
 use crate::errors::map_error;
 
 /// The subscription side of one backend.
@@ -63,10 +63,13 @@ impl ReleaseWatch {
         }
     }
 
+    /// Registers `waker`, and subscribes unless subscribed already, waiting
+    /// at most `timeout` (the backend's command timeout) for the subscription.
     pub(crate) async fn watch(
         &self,
         channels: &[String],
         waker: &ReleaseWaker,
+        timeout: Duration,
     ) -> Result<(), BackendError> {
         self.hub.register(channels, waker);
         let subscriber = self.subscriber()?;
@@ -76,13 +79,13 @@ impl ReleaseWatch {
         // Until the first PSUBSCRIBE succeeds, every watch tries it; after
         // that the client resubscribes on its own after a reconnection.
         let subscribe = subscriber.client.psubscribe(RELEASE_CHANNEL_PATTERN);
-        match tokio::time::timeout(DEFAULT_COMMAND_TIMEOUT, subscribe).await {
+        match tokio::time::timeout(timeout, subscribe).await {
             Ok(Ok(())) => {
                 subscriber.subscribed.store(true, Ordering::Release);
                 Ok(())
             }
             Ok(Err(error)) => Err(map_error(error)),
-            Err(_) => Err(BackendError::timeout(DEFAULT_COMMAND_TIMEOUT)),
+            Err(_) => Err(BackendError::timeout(timeout)),
         }
     }
 

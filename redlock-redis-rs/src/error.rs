@@ -2,27 +2,27 @@
 //!
 //! The core only needs to know *what kind* of failure a node had, because the
 //! kind decides whether retrying can help (see [`ErrorKind::is_permanent`]).
-//! redis-rs tells us through [`RedisError::kind`] for the errors it knows and
-//! through the raw error code ([`RedisError::code`], the first word of the
-//! server's reply) for the rest, so the mapping looks at both:
+//! An error the server sent carries its code ([`RedisError::code`], the first
+//! word of the server's reply) and the rest of the line
+//! ([`RedisError::detail`]); those go to the core's table,
+//! [`redlock_core::protocol::server_error_kind`], which every Redis adapter
+//! shares. This crate maps only what redis-rs itself reports:
 //!
 //! | redis-rs error | core kind |
 //! |---|---|
 //! | I/O timeout (`is_timeout`) | [`ErrorKind::Timeout`] |
 //! | other I/O: refused, reset, broken pipe, EOF; no cluster connection | [`ErrorKind::Connection`] |
-//! | `CROSSSLOT` | [`ErrorKind::CrossSlot`] (the message explains hash tags) |
-//! | `NOAUTH`, `WRONGPASS`, `NOPERM`, failed `AUTH` | [`ErrorKind::Auth`] |
-//! | `WRONGTYPE`, `ERR ...script...` (a Lua error, a script that does not compile) | [`ErrorKind::Script`] |
-//! | `ERR unknown command` (no `EVALSHA` on this server) | [`ErrorKind::Unsupported`] |
-//! | `BUSY`, `LOADING`, `TRYAGAIN`, `MASTERDOWN`, `CLUSTERDOWN`, `READONLY` | [`ErrorKind::Busy`] |
+//! | failed `AUTH` (`AuthenticationFailed`) | [`ErrorKind::Auth`] |
 //! | a reply redis-rs could not parse, a reply of the wrong type | [`ErrorKind::Protocol`] |
-//! | anything else (a `MOVED`/`ASK` redirect the client did not follow, `OOM`, ...) | [`ErrorKind::Other`] |
+//! | a server error code (`CROSSSLOT`, `NOAUTH`, `BUSY`, `ERR ...`, ...) | the [core's table](redlock_core::protocol#server-error-codes) |
+//! | anything else | [`ErrorKind::Other`] |
 //!
-//! The redis-rs error is always kept as the [source](std::error::Error::source).
+//! A `CROSSSLOT` message carries the core's hash-tag hint; a `MOVED`/`ASK`
+//! redirect the client did not follow says what to change. The redis-rs error
+//! is always kept as the [source](std::error::Error::source).
 
-use std::borrow::Cow;
-
-use redis::{RedisError, ServerErrorKind};
+use redis::RedisError;
+use redlock_core::protocol;
 use redlock_core::{BackendError, ErrorKind};
 
 /// Converts a redis-rs error into a [`BackendError`] of the closest
@@ -38,30 +38,27 @@ pub fn backend_error(err: RedisError) -> BackendError {
 /// the connection: `cluster` is whether it was a cluster connection.
 pub(crate) fn mapped(err: RedisError, cluster: Option<bool>) -> BackendError {
     let kind = error_kind(&err);
-    let hint = match cluster {
-        _ if !is_redirect(&err) => "",
-        Some(false) => {
-            " (the node belongs to a Redis Cluster, and a standalone connection cannot follow \
-             its redirects: connect with RedisBackend::connect_cluster)"
-        }
-        Some(true) => {
-            " (the cluster client stopped following redirects for this slot: its master may \
-             be down, or the cluster is resharding)"
-        }
-        None => " (a Redis Cluster redirect)",
-    };
-    let message: Cow<'static, str> = match kind {
-        ErrorKind::CrossSlot => Cow::Borrowed(
-            "the lock's keys hash to different Redis Cluster slots: give the resources a \
-             common hash tag, e.g. `{order42}:invoice` and `{order42}:ledger`, so they land \
-             in the same slot",
-        ),
-        _ => Cow::Owned(format!("{err}{hint}")),
-    };
+    let mut message = protocol::error_message(kind, &err);
+    if err.code().is_some_and(protocol::is_redirect) {
+        message.push_str(match cluster {
+            Some(false) => {
+                " (the node belongs to a Redis Cluster, and a standalone connection cannot \
+                 follow its redirects: connect with RedisBackend::connect_cluster)"
+            }
+            Some(true) => {
+                " (the cluster client stopped following redirects for this slot: its master \
+                 may be down, or the cluster is resharding)"
+            }
+            None => " (a Redis Cluster redirect)",
+        });
+    }
     BackendError::with_source(kind, message, err)
 }
 
-/// The core [`ErrorKind`] a redis-rs error maps to (the table in the module docs).
+/// The core [`ErrorKind`] a redis-rs error maps to: a timeout, an I/O error
+/// or a missing cluster connection, a failed `AUTH`, a reply redis-rs could not
+/// read, and otherwise the server's error code, by the core's
+/// [table](redlock_core::protocol#server-error-codes).
 pub fn error_kind(err: &RedisError) -> ErrorKind {
     use redis::ErrorKind as R;
 
@@ -69,54 +66,16 @@ pub fn error_kind(err: &RedisError) -> ErrorKind {
         return ErrorKind::Timeout;
     }
     match err.kind() {
-        R::Io | R::ClusterConnectionNotFound => return ErrorKind::Connection,
-        R::AuthenticationFailed => return ErrorKind::Auth,
-        R::Parse | R::UnexpectedReturnType => return ErrorKind::Protocol,
-        R::Server(ServerErrorKind::CrossSlot) => return ErrorKind::CrossSlot,
-        R::Server(ServerErrorKind::NoPerm) => return ErrorKind::Auth,
-        R::Server(
-            ServerErrorKind::BusyLoading
-            | ServerErrorKind::TryAgain
-            | ServerErrorKind::MasterDown
-            | ServerErrorKind::ClusterDown
-            | ServerErrorKind::ReadOnly,
-        ) => return ErrorKind::Busy,
-        _ => {}
+        R::Io | R::ClusterConnectionNotFound => ErrorKind::Connection,
+        R::AuthenticationFailed => ErrorKind::Auth,
+        R::Parse | R::UnexpectedReturnType => ErrorKind::Protocol,
+        // Known codes arrive as `Server` kinds, the rest as `Extension`
+        // errors; both carry the code.
+        _ => match err.code() {
+            Some(code) => protocol::server_error_kind(code, err.detail().unwrap_or_default()),
+            None => ErrorKind::Other,
+        },
     }
-    // Codes redis-rs has no kind for arrive as `Extension` errors; `ERR` is a
-    // catch-all whose detail tells a script failure from the rest.
-    match err.code().unwrap_or_default() {
-        "CROSSSLOT" => ErrorKind::CrossSlot,
-        "NOAUTH" | "WRONGPASS" | "NOPERM" => ErrorKind::Auth,
-        "BUSY" | "LOADING" | "TRYAGAIN" | "MASTERDOWN" | "CLUSTERDOWN" | "READONLY" => {
-            ErrorKind::Busy
-        }
-        "WRONGTYPE" => ErrorKind::Script,
-        "ERR" => {
-            let detail = err.detail().unwrap_or_default().to_ascii_lowercase();
-            if detail.starts_with("unknown command") {
-                ErrorKind::Unsupported
-            } else if detail.contains("script") {
-                ErrorKind::Script
-            } else {
-                ErrorKind::Other
-            }
-        }
-        _ => ErrorKind::Other,
-    }
-}
-
-/// Whether the server refused a script by SHA because it does not have it.
-pub(crate) fn is_noscript(err: &RedisError) -> bool {
-    err.kind() == redis::ErrorKind::Server(ServerErrorKind::NoScript)
-        || err.code() == Some("NOSCRIPT")
-}
-
-fn is_redirect(err: &RedisError) -> bool {
-    matches!(
-        err.kind(),
-        redis::ErrorKind::Server(ServerErrorKind::Moved | ServerErrorKind::Ask)
-    )
 }
 
 #[cfg(test)]
@@ -168,7 +127,9 @@ mod tests {
             "CROSSSLOT Keys in request don't hash to the same slot",
         ));
         assert_eq!(err.kind(), ErrorKind::CrossSlot);
-        assert!(err.message().contains("hash tag"), "{err}");
+        // The core's hint, once: `Error::Rejected` then shows it once too.
+        let hints = err.message().matches(protocol::CROSS_SLOT_HINT).count();
+        assert_eq!(hints, 1, "{err}");
         assert!(err.source().is_some());
         // Also when it only arrives as a code.
         let ext = redis::make_extension_error("CROSSSLOT".into(), None);
@@ -215,10 +176,16 @@ mod tests {
     }
 
     #[test]
-    fn noscript_is_recognised() {
+    fn server_codes_reach_the_core() {
+        // redis-rs's known kinds and its extension errors alike.
         let err = server("NOSCRIPT No matching script. Please use EVAL.");
-        assert!(is_noscript(&err));
-        assert!(!is_noscript(&server("ERR something else")));
+        assert_eq!(err.code(), Some("NOSCRIPT"));
+        assert_eq!(server("ERR something else").code(), Some("ERR"));
+        assert_eq!(server("BUSY running a script").code(), Some("BUSY"));
+        assert_eq!(
+            server("ERR unknown command 'EVALSHA'").detail(),
+            Some("unknown command 'EVALSHA'")
+        );
     }
 
     #[test]
@@ -231,7 +198,7 @@ mod tests {
             error_kind(&server(
                 "OOM command not allowed when used memory > 'maxmemory'."
             )),
-            ErrorKind::Other
+            ErrorKind::Busy
         );
         assert_eq!(
             error_kind(&server(
