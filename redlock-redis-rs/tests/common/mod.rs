@@ -5,11 +5,12 @@
 //! real `redis-server` processes and reaches a backend through its
 //! [`Connector`] trait: standalone nodes through [`RedisBackend::connect`],
 //! and, with the `cluster` feature, a Redis Cluster through
-//! [`RedisBackend::connect_cluster`].
+//! `RedisBackend::connect_cluster`. It declares every capability this
+//! adapter has, so none of their cases is skipped.
 
 use redlock_core::{async_trait, BackendError, LockBackend};
 use redlock_redis_rs::RedisBackend;
-use redlock_testkit::Connector;
+use redlock_testkit::{Capabilities, Connector};
 
 /// Builds this crate's backends for `redlock-testkit`'s conformance suite.
 #[derive(Clone, Copy, Debug, Default)]
@@ -27,19 +28,22 @@ impl Connector for RedisRsConnector {
         Ok(Box::new(RedisBackend::connect(url).await?))
     }
 
-    async fn cluster(&self, urls: &[String]) -> Option<Result<DynBackend, BackendError>> {
-        #[cfg(feature = "cluster")]
-        {
-            Some(
-                RedisBackend::connect_cluster(urls)
-                    .await
-                    .map(|backend| Box::new(backend) as DynBackend),
-            )
-        }
-        #[cfg(not(feature = "cluster"))]
-        {
-            let _ = urls;
-            None
+    #[cfg(feature = "cluster")]
+    async fn cluster(&self, urls: &[String]) -> Result<DynBackend, BackendError> {
+        RedisBackend::connect_cluster(urls)
+            .await
+            .map(|backend| Box::new(backend) as DynBackend)
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        // A backend from `RedisBackend::connect` watches releases; only a
+        // cluster backend does not, and no cluster case watches.
+        let capabilities =
+            Capabilities::FENCING | Capabilities::WAKE_ON_RELEASE | Capabilities::CUSTOM_SCRIPTS;
+        if cfg!(feature = "cluster") {
+            capabilities | Capabilities::CLUSTER
+        } else {
+            capabilities
         }
     }
 }

@@ -18,7 +18,7 @@ use crate::server::ports::reusable_socket;
 use crate::server::RedisNode;
 
 /// A cheap, cloneable handle that switches a [`FaultProxy`]'s mode; see the
-/// [module docs](self). It stops working (switches return at once) when the
+/// [module docs](crate::proxy). It stops working (switches return at once) when the
 /// proxy is dropped.
 #[derive(Clone)]
 pub struct ProxyHandle {
@@ -145,7 +145,7 @@ impl ProxyHandle {
     }
 }
 
-/// A fault proxy in front of one node; see the [module docs](self). Derefs to
+/// A fault proxy in front of one node; see the [module docs](crate::proxy). Derefs to
 /// its [`ProxyHandle`].
 pub struct FaultProxy {
     handle: ProxyHandle,

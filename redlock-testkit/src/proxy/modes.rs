@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use super::pump::Flow;
 
-/// What the proxy does with traffic; see the [module docs](self).
+/// What the proxy does with traffic; see the [module docs](crate::proxy).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum Mode {

@@ -47,10 +47,10 @@ impl Default for NodeOptions {
     }
 }
 
-/// One `redis-server` process on a loopback port; see the [module docs](self).
+/// One `redis-server` process on a loopback port; see the [module docs](crate::server).
 ///
-/// All methods take `&self`, so nodes inside a [`RedisNodes`] or a
-/// [`RedisCluster`] can be killed, paused and restarted by index.
+/// All methods take `&self`, so nodes inside a [`RedisNodes`](super::RedisNodes) or a
+/// [`RedisCluster`](super::RedisCluster) can be killed, paused and restarted by index.
 pub struct RedisNode {
     port: u16,
     guard: PortGuard,
