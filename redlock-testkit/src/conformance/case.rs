@@ -5,7 +5,7 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use redlock_core::{Error, Lock, Redlock, RedlockBuilder};
+use redlock_core::{Error, ErrorKind, Lock, Redlock, RedlockBuilder};
 
 use super::support::{build, fast_builder, sleep, unique_prefix};
 use super::CaseInfo;
@@ -377,6 +377,27 @@ pub(super) fn assert_held<T: std::fmt::Debug>(result: &Result<T, Error>, what: &
         matches!(result, Err(Error::Held(_))),
         "{what}: expected Error::Held, got {result:?}"
     );
+}
+
+/// Asserts that `result` is `Error::Rejected` at the first attempt (a
+/// permanent error: no retries) with a rejection of `kind`.
+pub(super) fn assert_rejected(result: &Result<Lock, Error>, kind: ErrorKind, what: &str) {
+    match result {
+        Err(e @ Error::Rejected(failure)) => {
+            let rejection = e.failure().and_then(|f| f.rejection()).map(|r| r.kind());
+            assert_eq!(
+                rejection,
+                Some(kind),
+                "{what}: the rejection must be {kind:?}: {e}"
+            );
+            assert_eq!(
+                failure.attempts.total(),
+                1,
+                "{what}: {kind:?} is permanent: no retries"
+            );
+        }
+        other => panic!("{what}: expected Error::Rejected with {kind:?}, got {other:?}"),
+    }
 }
 
 /// Asserts a `PTTL` answer in (`low_exclusive`, `high`] ms.

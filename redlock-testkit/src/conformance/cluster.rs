@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use redlock_core::{Error, ErrorKind, RedlockBuilder};
+use redlock_core::{ErrorKind, RedlockBuilder};
 
-use super::case::{assert_ttl_in, expect_lock, glob_escape, runnable};
+use super::case::{assert_rejected, assert_ttl_in, expect_lock, glob_escape, runnable};
 use super::support::{build, fast_builder, unique_prefix, within};
 use crate::fixture::Fixture;
 use crate::probe::ClusterProbe;
@@ -179,21 +179,11 @@ pub async fn cluster_cross_slot_rejected<F: Fixture>(fixture: &F) {
             redlock.acquire(&[&first, &second], Duration::from_secs(10)),
         )
         .await;
-        match &result {
-            Err(e @ Error::Rejected(failure)) => {
-                let kind = e.failure().and_then(|f| f.rejection()).map(|r| r.kind());
-                assert_eq!(
-                    kind,
-                    Some(ErrorKind::CrossSlot),
-                    "keys in different slots ({what}): the rejection must be CrossSlot: {e}"
-                );
-                assert_eq!(failure.attempts.total(), 1, "CROSSSLOT is permanent: no retries ({what})");
-            }
-            other => panic!(
-                "acquire of keys in different slots ({what}) on a cluster: expected Error::Rejected with \
-                 ErrorKind::CrossSlot, got {other:?}"
-            ),
-        }
+        assert_rejected(
+            &result,
+            ErrorKind::CrossSlot,
+            &format!("an acquire of keys in different slots ({what}) on a cluster"),
+        );
         assert_eq!(
             (probe.get(&first), probe.get(&second)),
             (None, None),

@@ -2,9 +2,9 @@
 
 use std::time::Duration;
 
-use redlock_core::{Error, ErrorKind, NodeOutcome};
+use redlock_core::{ErrorKind, NodeOutcome};
 
-use super::case::{assert_held, expect_lock, Case};
+use super::case::{assert_held, assert_rejected, expect_lock, Case};
 use super::support::{build, fast_builder, sleep, within};
 use crate::fixture::Fixture;
 use crate::server::NodeOptions;
@@ -238,20 +238,7 @@ pub async fn wrong_password_rejected<F: Fixture>(fixture: &F) {
         redlock.acquire(&[&key], Duration::from_secs(10)),
     )
     .await;
-    match &result {
-        Err(e @ Error::Rejected(failure)) => {
-            let kind = e.failure().and_then(|f| f.rejection()).map(|r| r.kind());
-            assert_eq!(
-                kind,
-                Some(ErrorKind::Auth),
-                "a wrong password is ErrorKind::Auth: {e}"
-            );
-            assert_eq!(failure.attempts.total(), 1, "Auth is permanent: no retries");
-        }
-        other => {
-            panic!("acquire with a wrong password: expected Error::Rejected (Auth), got {other:?}")
-        }
-    }
+    assert_rejected(&result, ErrorKind::Auth, "acquire with a wrong password");
     if let Some(view) = case.inspect(0) {
         assert_eq!(view.key_count(), 0, "a rejected acquire writes nothing");
     }

@@ -5,7 +5,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use super::binary::{locate, REDIS_CLI_ENV};
-use super::node::{start_many, NodeOptions, RedisNode};
+use super::node::{query_once, start_many, NodeOptions, RedisNode};
 use super::LaunchError;
 
 /// How to start a cluster.
@@ -161,15 +161,9 @@ impl RedisCluster {
 }
 
 fn cluster_info(url: &str) -> Result<String, String> {
-    let timeout = Duration::from_millis(500);
-    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
-    let mut conn = client
-        .get_connection_with_timeout(timeout)
-        .map_err(|e| e.to_string())?;
-    conn.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    redis::cmd("CLUSTER")
-        .arg("INFO")
-        .query(&mut conn)
-        .map_err(|e| e.to_string())
+    query_once(
+        url,
+        Duration::from_millis(500),
+        redis::cmd("CLUSTER").arg("INFO"),
+    )
 }

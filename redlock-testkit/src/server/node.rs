@@ -403,8 +403,12 @@ fn tail_of(path: &Path, lines: usize) -> String {
     all[all.len().saturating_sub(lines)..].join("\n")
 }
 
-/// One `PING` over a fresh connection.
-fn ping(url: &str, timeout: Duration) -> Result<(), String> {
+/// One command over a fresh connection, every step bounded by `timeout`.
+pub(super) fn query_once<T: redis::FromRedisValue>(
+    url: &str,
+    timeout: Duration,
+    cmd: &redis::Cmd,
+) -> Result<T, String> {
     let client = redis::Client::open(url).map_err(|e| e.to_string())?;
     let mut conn = client
         .get_connection_with_timeout(timeout)
@@ -413,9 +417,12 @@ fn ping(url: &str, timeout: Duration) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     conn.set_write_timeout(Some(timeout))
         .map_err(|e| e.to_string())?;
-    let pong: String = redis::cmd("PING")
-        .query(&mut conn)
-        .map_err(|e| e.to_string())?;
+    cmd.query(&mut conn).map_err(|e| e.to_string())
+}
+
+/// One `PING` over a fresh connection.
+fn ping(url: &str, timeout: Duration) -> Result<(), String> {
+    let pong: String = query_once(url, timeout, &redis::cmd("PING"))?;
     if pong == "PONG" {
         Ok(())
     } else {
