@@ -4,14 +4,17 @@
 //!
 //! ```text
 //! cargo run --example custom_backend          # use it
-//! cargo test --example custom_backend         # run the node-independent conformance cases on it
+//! cargo test --example custom_backend         # run the conformance suite on it, in process
 //! ```
 //!
 //! Writing a backend is: implement the three operations with the semantics of
 //! the built-in scripts (take every key or none; re-arm only if all are ours;
 //! delete only ours), refuse what you cannot do (custom Lua) with
-//! `ErrorKind::Unsupported`, and call `node_independent_tests!` (or, for a
-//! Redis client, `conformance_tests!` with a `Connector`).
+//! `ErrorKind::Unsupported`, and call `conformance_tests!` with an in-process
+//! fixture (or, for a Redis client, with a `Connector`). This backend
+//! declares no optional capability (no fencing, no wake-on-release), so those
+//! cases are skipped; the cases that need a real Redis server are skipped
+//! too, and the faults are emulated around the table.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -143,9 +146,9 @@ async fn main() -> Result<(), redlock::Error> {
 
 #[cfg(test)]
 mod conformance {
-    // The cases that need no Redis process, run on this backend.
-    redlock_testkit::node_independent_tests!(
-        new_node = super::LeaseTable::default,
+    // Every case that needs no Redis process, run on this backend.
+    redlock_testkit::conformance_tests!(
+        fixture = redlock_testkit::fixture::InProcess::new(super::LeaseTable::default),
         block_on = redlock_testkit::block_on_futures,
     );
 }

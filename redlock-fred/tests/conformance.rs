@@ -3,7 +3,7 @@
 
 use redlock_core::{async_trait, BackendError};
 use redlock_fred::FredBackend;
-use redlock_testkit::Connector;
+use redlock_testkit::{Capabilities, Connector};
 
 /// How the suite gets a [`FredBackend`].
 struct FredConnector;
@@ -16,8 +16,12 @@ impl Connector for FredConnector {
         FredBackend::connect(url).await
     }
 
-    async fn cluster(&self, urls: &[String]) -> Option<Result<FredBackend, BackendError>> {
-        Some(FredBackend::connect_cluster(urls).await)
+    async fn cluster(&self, urls: &[String]) -> Result<FredBackend, BackendError> {
+        FredBackend::connect_cluster(urls).await
+    }
+
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
     }
 }
 

@@ -114,7 +114,6 @@
 //! | `tokio` | yes | redis-rs on tokio (`redis/tokio-comp`) |
 //! | `smol` | no | redis-rs on smol's async-io reactor (`redis/smol-comp`). That reactor runs under any executor, so async-std users enable this one too. |
 //! | `cluster` | yes | [`RedisClusterBackend`] (`redis/cluster-async`) |
-//! | `testkit` | no | [`RedisRsConnector`](crate::testkit::RedisRsConnector), which runs `redlock-testkit`'s conformance suite on this adapter |
 //!
 //! Enable at least one of `tokio` and `smol`. With only `tokio`, construct
 //! backends inside a tokio runtime, because redis-rs spawns its reconnect task
@@ -126,10 +125,7 @@
 
 #![deny(missing_docs)]
 // The docs link items of optional features; a build without them keeps the text.
-#![cfg_attr(
-    not(all(feature = "cluster", feature = "testkit")),
-    allow(rustdoc::broken_intra_doc_links)
-)]
+#![cfg_attr(not(feature = "cluster"), allow(rustdoc::broken_intra_doc_links))]
 #![forbid(unsafe_code)]
 
 #[cfg(not(any(feature = "tokio", feature = "smol")))]
@@ -138,8 +134,6 @@ compile_error!(
 );
 
 mod error;
-#[cfg(feature = "testkit")]
-pub mod testkit;
 mod wake;
 
 use std::borrow::Cow;

@@ -3,10 +3,12 @@
 //! The same suite runs under smol in tests/conformance_smol.rs.
 #![cfg(feature = "tokio")]
 
+mod common;
+
 /// A current-thread runtime.
 mod tokio_current_thread {
     redlock_testkit::conformance_tests!(
-        connector = redlock_redis_rs::testkit::RedisRsConnector,
+        connector = crate::common::RedisRsConnector,
         block_on = redlock_testkit::block_on_tokio,
     );
 }
@@ -14,7 +16,7 @@ mod tokio_current_thread {
 /// A multi-thread runtime: redis-rs's connection tasks run on other workers.
 mod tokio_multi_thread {
     redlock_testkit::conformance_tests!(
-        connector = redlock_redis_rs::testkit::RedisRsConnector,
+        connector = crate::common::RedisRsConnector,
         block_on = redlock_testkit::block_on_tokio_multi_thread,
     );
 }

@@ -4,9 +4,11 @@
 //! async-std users run exactly this configuration.
 #![cfg(feature = "smol")]
 
+mod common;
+
 mod smol_block_on {
     redlock_testkit::conformance_tests!(
-        connector = redlock_redis_rs::testkit::RedisRsConnector,
+        connector = crate::common::RedisRsConnector,
         block_on = smol::block_on,
     );
 }

@@ -8,10 +8,13 @@
 //!   restart them. Each test owns its servers; they stop when dropped.
 //! - [`probe`]: a small synchronous inspector (`GET`, `PTTL`, `DBSIZE`, ...) to
 //!   assert what the server really holds.
+//! - [`proxy`]: a TCP fault proxy (latency, blackhole, resets, garbage).
 //! - [`conformance`]: one public async function per behaviour, generic over a
-//!   [`Connector`], and [`conformance_tests!`] to turn them into `#[test]`s;
-//!   [`conformance::node_independent`] and [`node_independent_tests!`] for
-//!   backends that need no Redis process.
+//!   [`Fixture`](fixture::Fixture) (real Redis nodes through your
+//!   [`Connector`], or in-process nodes), and [`conformance_tests!`] to turn
+//!   them into `#[test]`s. One table lists the cases; it generates both the
+//!   tests and [the documentation](conformance#the-cases).
+//! - [`fixture`]: where the cases get their nodes.
 //!
 //! The binaries `redis-server` and `redis-cli` must be installed
 //! (`apt-get install redis-server redis-tools` on Debian and Ubuntu); when
@@ -33,14 +36,18 @@
 //! for a two-integer array (the fenced acquire). Implement `fence` the same
 //! way as `acquire`; `watch_releases` is optional (see
 //! [`redlock_core::wake::ReleaseHub`]). Map every client error to a
-//! [`BackendError`] of the closest [`ErrorKind`](redlock_core::ErrorKind) (refused connection:
+//! [`BackendError`] of the closest [`ErrorKind`] (refused connection:
 //! `Connection`; `CROSSSLOT`: `CrossSlot`; `NOAUTH`/`WRONGPASS`: `Auth`; ...).
 //! Connect lazily: a node that is down must fail its calls, not the
 //! construction. See [`redlock_core::backend`].
 //!
 //! **2. Implement [`Connector`]** in `tests/conformance.rs`: how the suite
-//! gets a backend for a node URL (`redis://[:password@]127.0.0.1:PORT`) and,
-//! if your client has a cluster mode, for a Redis Cluster's seed URLs.
+//! gets a backend for a node URL (`redis://[:password@]127.0.0.1:PORT`), and
+//! which optional behaviours your backend has ([`Capabilities`]): fencing
+//! tokens, wake-on-release, custom scripts, a Redis Cluster mode (then also
+//! implement [`Connector::cluster`]). A case for a capability you do not
+//! declare is skipped with a `skipped:` line; one you declare must work (an
+//! `ErrorKind::Unsupported` answer fails the case).
 //!
 //! **3. Call the macro** with the connector and a function that runs a future
 //! to completion on the runtime your client needs:
@@ -49,7 +56,6 @@
 //! # mod my_adapter {
 //! #     use redlock_core::{BackendError, MemoryBackend};
 //! #     pub type MyBackend = MemoryBackend;
-//! #     pub type MyClusterBackend = MemoryBackend;
 //! #     pub trait Connect {
 //! #         fn connect_lazy(url: &str) -> Result<MemoryBackend, BackendError>;
 //! #         fn cluster(urls: &[String]) -> std::future::Ready<Result<MemoryBackend, BackendError>>;
@@ -65,9 +71,9 @@
 //! # }
 //! # use my_adapter::Connect;
 //! // my-adapter/tests/conformance.rs
-//! use my_adapter::{MyBackend, MyClusterBackend};
+//! use my_adapter::MyBackend;
 //! use redlock_core::{async_trait, BackendError};
-//! use redlock_testkit::Connector;
+//! use redlock_testkit::{Capabilities, Connector};
 //!
 //! struct MyConnector;
 //!
@@ -79,8 +85,14 @@
 //!         MyBackend::connect_lazy(url)
 //!     }
 //!
-//!     async fn cluster(&self, urls: &[String]) -> Option<Result<MyBackend, BackendError>> {
-//!         Some(MyBackend::cluster(urls).await) // or None: the cluster cases are skipped
+//!     // Leave both out if your client has no cluster mode: the cluster
+//!     // cases are then skipped.
+//!     async fn cluster(&self, urls: &[String]) -> Result<MyBackend, BackendError> {
+//!         MyBackend::cluster(urls).await
+//!     }
+//!
+//!     fn capabilities(&self) -> Capabilities {
+//!         Capabilities::FENCING | Capabilities::CUSTOM_SCRIPTS | Capabilities::CLUSTER
 //!     }
 //! }
 //!
@@ -104,7 +116,9 @@
 //! the macro once per runtime, each inside its own `mod`.
 //!
 //! A backend that is not Redis (an in-process store, a database) runs the
-//! semantics-only cases instead:
+//! same cases on in-process nodes ([`fixture::InProcess`]); the cases that
+//! need a real server (passwords, the script cache, a cluster) are skipped,
+//! the faults are emulated:
 //!
 //! ```no_run
 //! # struct MyStore;
@@ -113,8 +127,11 @@
 //! #         redlock_core::MemoryBackend::new()
 //! #     }
 //! # }
-//! redlock_testkit::node_independent_tests!(
-//!     new_node = MyStore::new_node, // Fn() -> B, B: LockBackend + Clone; clones share a node
+//! use redlock_testkit::{fixture::InProcess, Capabilities};
+//!
+//! redlock_testkit::conformance_tests!(
+//!     // Fn() -> B, B: LockBackend + Clone; clones share a node
+//!     fixture = InProcess::new(MyStore::new_node).capabilities(Capabilities::FENCING),
 //!     block_on = redlock_testkit::block_on_futures,
 //! );
 //! # fn main() {}
@@ -123,18 +140,24 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+use std::fmt;
 use std::future::Future;
+use std::ops::BitOr;
 
-use redlock_core::{async_trait, BackendError, LockBackend};
+use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend};
+
+mod table;
 
 pub mod conformance;
+pub mod fixture;
 pub mod probe;
 #[cfg(feature = "tokio")]
 pub mod proxy;
 pub mod server;
 
-/// How the conformance suite reaches the backend under test. An adapter's
-/// author implements this once and calls the suite's macro.
+/// How the conformance suite reaches the backend under test on real Redis
+/// nodes. An adapter's author implements this once and calls
+/// [`conformance_tests!`].
 #[async_trait]
 pub trait Connector: Send + Sync + 'static {
     /// The backend type under test.
@@ -146,9 +169,94 @@ pub trait Connector: Send + Sync + 'static {
     /// construction of the lock manager.
     async fn standalone(&self, url: &str) -> Result<Self::Backend, BackendError>;
 
-    /// A backend for the Redis Cluster whose seed nodes are `urls`, or `None`
-    /// if this backend has no cluster mode.
-    async fn cluster(&self, urls: &[String]) -> Option<Result<Self::Backend, BackendError>>;
+    /// A backend for the Redis Cluster whose seed nodes are `urls`. Only
+    /// called when [`capabilities`](Self::capabilities) declares
+    /// [`Capabilities::CLUSTER`]; the default answers `Unsupported`.
+    async fn cluster(&self, urls: &[String]) -> Result<Self::Backend, BackendError> {
+        let _ = urls;
+        Err(BackendError::new(
+            ErrorKind::Unsupported,
+            "this connector has no cluster mode",
+        ))
+    }
+
+    /// The optional behaviours the backend implements. The default declares
+    /// none, so their cases are skipped (each with a `skipped:` line).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::NONE
+    }
+}
+
+/// Optional behaviours a backend declares, so the suite knows which cases to
+/// run: a case for an undeclared one is skipped and says so; a declared one
+/// must work (answering `ErrorKind::Unsupported` fails the case).
+///
+/// Combine them with `|`: `Capabilities::FENCING | Capabilities::CLUSTER`.
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct Capabilities(u8);
+
+impl Capabilities {
+    /// Nothing optional.
+    pub const NONE: Capabilities = Capabilities(0);
+    /// Fencing tokens: [`LockBackend::fence`] and the fenced acquire.
+    pub const FENCING: Capabilities = Capabilities(1);
+    /// Wake-on-release: [`LockBackend::watch_releases`].
+    pub const WAKE_ON_RELEASE: Capabilities = Capabilities(1 << 1);
+    /// Custom Lua scripts for acquire, extend and release.
+    pub const CUSTOM_SCRIPTS: Capabilities = Capabilities(1 << 2);
+    /// A Redis Cluster mode ([`Connector::cluster`]).
+    pub const CLUSTER: Capabilities = Capabilities(1 << 3);
+    /// Every capability.
+    pub const ALL: Capabilities = Capabilities(0b1111);
+
+    const NAMES: [(Capabilities, &'static str); 4] = [
+        (Capabilities::FENCING, "fencing"),
+        (Capabilities::WAKE_ON_RELEASE, "wake-on-release"),
+        (Capabilities::CUSTOM_SCRIPTS, "custom scripts"),
+        (Capabilities::CLUSTER, "cluster"),
+    ];
+
+    /// Both sets.
+    pub const fn union(self, other: Capabilities) -> Capabilities {
+        Capabilities(self.0 | other.0)
+    }
+
+    /// Whether every capability of `other` is in `self`.
+    pub const fn contains(self, other: Capabilities) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    /// The capabilities of `self` that `declared` lacks.
+    pub const fn missing_from(self, declared: Capabilities) -> Capabilities {
+        Capabilities(self.0 & !declared.0)
+    }
+
+    /// Whether there is none.
+    pub const fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The names of the capabilities in the set.
+    pub fn names(self) -> impl Iterator<Item = &'static str> {
+        Self::NAMES
+            .into_iter()
+            .filter(move |(c, _)| self.contains(*c))
+            .map(|(_, name)| name)
+    }
+}
+
+impl BitOr for Capabilities {
+    type Output = Capabilities;
+
+    fn bitor(self, other: Capabilities) -> Capabilities {
+        self.union(other)
+    }
+}
+
+impl fmt::Debug for Capabilities {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.names()).finish()
+    }
 }
 
 /// Runs `future` to completion on a new current-thread tokio runtime with I/O
@@ -189,8 +297,9 @@ pub fn block_on_futures<F: Future>(future: F) -> F::Output {
     futures::executor::block_on(future)
 }
 
-/// Expands to one `#[test]` per case of [`conformance`], each running
-/// the case with a fresh connector on `block_on`:
+/// Expands to one `#[test]` per case of [`conformance`] (the
+/// [table](conformance#the-cases) decides which), each running the case on a
+/// fresh fixture with `block_on`. On real Redis nodes through a [`Connector`]:
 ///
 /// ```no_run
 /// # use redlock_core::{async_trait, BackendError, MemoryBackend};
@@ -201,9 +310,6 @@ pub fn block_on_futures<F: Future>(future: F) -> F::Output {
 /// #     async fn standalone(&self, _: &str) -> Result<MemoryBackend, BackendError> {
 /// #         Ok(MemoryBackend::new())
 /// #     }
-/// #     async fn cluster(&self, _: &[String]) -> Option<Result<MemoryBackend, BackendError>> {
-/// #         None
-/// #     }
 /// # }
 /// redlock_testkit::conformance_tests!(
 ///     connector = MyConnector,                 // an expression, evaluated per test
@@ -212,124 +318,29 @@ pub fn block_on_futures<F: Future>(future: F) -> F::Output {
 /// # fn main() {}
 /// ```
 ///
-/// The test functions are named after the cases (`exclusivity`,
-/// `minority_held_3`, ...); call the macro inside a `mod` to run it more than
-/// once in one file.
-#[macro_export]
-macro_rules! conformance_tests {
-    (connector = $connector:expr, block_on = $block_on:expr $(,)?) => {
-        $crate::conformance_tests!(@cases ($connector) ($block_on)
-            acquire_extend_release,
-            multi_resource_all_or_nothing,
-            overlapping_multi_locks,
-            exclusivity,
-            automatic_expiry,
-            release_and_extend_only_by_owner,
-            release_of_expired_lock,
-            noscript_fallback,
-            custom_scripts,
-            using_keeps_lock_while_routine_runs,
-            using_returns_routine_error,
-            cluster_hash_tagged_multi_resource,
-            cluster_cross_slot_rejected,
-            unreachable_node_refused,
-            paused_node_times_out,
-            node_restart_with_persistence,
-            password_in_url,
-            wrong_password_rejected,
-            contention,
-            bad_input_reaches_no_node,
-            fencing_tokens,
-            wake_on_release,
-        );
-        $crate::conformance_tests!(@sized ($connector) ($block_on)
-            minority_held_3 => minority_held(3),
-            minority_held_5 => minority_held(5),
-            minority_killed_3 => minority_killed(3),
-            minority_killed_5 => minority_killed(5),
-            majority_held_3 => majority_held(3),
-            majority_held_5 => majority_held(5),
-            majority_killed_3 => majority_killed(3),
-            majority_killed_5 => majority_killed(5),
-            fencing_race_3 => fencing_race(3),
-            fencing_race_5 => fencing_race(5),
-        );
-    };
-    (@cases ($connector:expr) ($block_on:expr) $($case:ident),* $(,)?) => {$(
-        #[test]
-        fn $case() {
-            let connector = $connector;
-            ($block_on)($crate::conformance::with_deadline(
-                stringify!($case),
-                $crate::conformance::$case(&connector),
-            ));
-        }
-    )*};
-    (@sized ($connector:expr) ($block_on:expr) $($name:ident => $case:ident($n:expr)),* $(,)?) => {$(
-        #[test]
-        fn $name() {
-            let connector = $connector;
-            ($block_on)($crate::conformance::with_deadline(
-                stringify!($name),
-                $crate::conformance::$case(&connector, $n),
-            ));
-        }
-    )*};
-}
-
-/// Expands to one `#[test]` per case of [`conformance::node_independent`]:
+/// or on any [`Fixture`](fixture::Fixture), such as in-process nodes:
 ///
 /// ```no_run
-/// redlock_testkit::node_independent_tests!(
-///     new_node = redlock_core::MemoryBackend::new, // Fn() -> B, B: LockBackend + Clone
+/// redlock_testkit::conformance_tests!(
+///     fixture = redlock_testkit::fixture::InProcess::new(redlock_core::MemoryBackend::new),
 ///     block_on = redlock_testkit::block_on_futures,
 /// );
 /// # fn main() {}
 /// ```
 ///
-/// `new_node` makes one fresh, independent node per call; clones of a node
-/// must share it.
+/// The test functions are named after the cases (`exclusivity`,
+/// `minority_held_3`, ...); call the macro inside a `mod` to run it more than
+/// once in one file. A case the fixture cannot run passes after printing
+/// `skipped: <case>: <reason>` (see `cargo test -- --nocapture`).
 #[macro_export]
-macro_rules! node_independent_tests {
-    (new_node = $new_node:expr, block_on = $block_on:expr $(,)?) => {
-        $crate::node_independent_tests!(@cases ($new_node) ($block_on)
-            acquire_extend_release,
-            exclusivity,
-            multi_resource_all_or_nothing,
-            overlapping_multi_locks,
-            release_and_extend_only_by_owner,
-            automatic_expiry,
-            release_of_expired_lock,
-            contention,
-            using_keeps_lock_while_routine_runs,
-            using_returns_routine_error,
-            bad_input_rejected,
-            fencing_tokens,
-            wake_on_release,
-        );
-        $crate::node_independent_tests!(@sized ($new_node) ($block_on)
-            minority_held_3 => minority_held(3),
-            minority_held_5 => minority_held(5),
-            majority_held_3 => majority_held(3),
-            majority_held_5 => majority_held(5),
+macro_rules! conformance_tests {
+    (connector = $connector:expr, block_on = $block_on:expr $(,)?) => {
+        $crate::conformance_tests!(
+            fixture = $crate::fixture::RedisFixture::new($connector),
+            block_on = $block_on,
         );
     };
-    (@cases ($new_node:expr) ($block_on:expr) $($case:ident),* $(,)?) => {$(
-        #[test]
-        fn $case() {
-            ($block_on)($crate::conformance::with_deadline(
-                stringify!($case),
-                $crate::conformance::node_independent::$case($new_node),
-            ));
-        }
-    )*};
-    (@sized ($new_node:expr) ($block_on:expr) $($name:ident => $case:ident($n:expr)),* $(,)?) => {$(
-        #[test]
-        fn $name() {
-            ($block_on)($crate::conformance::with_deadline(
-                stringify!($name),
-                $crate::conformance::node_independent::$case($new_node, $n),
-            ));
-        }
-    )*};
+    (fixture = $fixture:expr, block_on = $block_on:expr $(,)?) => {
+        $crate::conformance_cases!(__conformance_tests { ($fixture) ($block_on) });
+    };
 }

@@ -1,0 +1,202 @@
+//! Fencing tokens (`Settings::fencing`), for backends that declare them.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use futures::future::join_all;
+use redlock_core::keys::fence_key;
+use redlock_core::RetryCount;
+
+use super::case::{expect_lock, minority, Case};
+use super::support::{build, sleep, within};
+use crate::fixture::Fixture;
+
+/// Fencing tokens on 3 nodes: every acquisition of a resource gets a
+/// strictly higher token, across owners, also with a node down; an
+/// extension keeps the token; where the fixture can look, the fence counter
+/// holds the token on a quorum and never expires. The backend declares
+/// fencing, so an `Unsupported` answer fails the case.
+pub async fn fencing_tokens<F: Fixture>(fixture: &F) {
+    let Some(case) = Case::start(fixture, "fencing_tokens", 3) else {
+        return;
+    };
+    let key = case.key("resource");
+    let fence = fence_key(&key);
+    let first = build(case.builder().await.fencing(true));
+    let lock = expect_lock(
+        first.acquire(&[&key], Duration::from_secs(10)).await,
+        "a fenced acquire (the backend declares fencing)",
+    );
+    let t1 = lock
+        .fencing_token()
+        .expect("a lock acquired with fencing carries a token");
+    assert!(t1 >= 1, "tokens start at 1: {t1}");
+    let counters: Option<Vec<Option<u64>>> = (0..3)
+        .map(|i| case.inspect(i).map(|view| view.fence_counter(&fence)))
+        .collect();
+    if let Some(counters) = counters {
+        assert!(
+            counters.iter().filter(|c| **c == Some(t1)).count() >= 2
+                && counters.iter().all(|c| c.is_none_or(|c| c <= t1)),
+            "the fence counter {fence} must hold the token {t1} on a quorum and nowhere more: \
+             {counters:?}"
+        );
+        for (i, c) in counters.iter().enumerate() {
+            if c.is_some() {
+                let ttl = case.inspect(i).and_then(|view| view.ttl_millis(&fence));
+                assert_eq!(ttl, Some(-1), "fence counters never expire (node {i})");
+            }
+        }
+    }
+    let lock = lock
+        .extend(Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|e| panic!("extend of a fenced lock: {e:?}"));
+    assert_eq!(
+        lock.fencing_token(),
+        Some(t1),
+        "an extension keeps the token"
+    );
+    assert!(lock.release().await.expect("release").was_held());
+
+    let second = build(case.builder().await.fencing(true));
+    let lock = expect_lock(
+        second.acquire(&[&key], Duration::from_secs(10)).await,
+        "a second owner",
+    );
+    let t2 = lock.fencing_token().expect("a token");
+    assert!(t2 > t1, "a later owner gets a higher token: {t1} then {t2}");
+    assert!(lock.release().await.expect("release").was_held());
+
+    case.kill(0);
+    let third = build(case.builder().await.fencing(true));
+    let lock = expect_lock(
+        third.acquire(&[&key], Duration::from_secs(10)).await,
+        "a fenced acquire with a node down",
+    );
+    let t3 = lock.fencing_token().expect("a token");
+    assert!(
+        t3 > t2,
+        "any two quorums share a node: the token still rises with a node down ({t2} then {t3})"
+    );
+    assert!(lock.release().await.expect("release").was_held());
+
+    // The counters are permanent by design; this case removes its own.
+    for i in 1..3 {
+        if let Some(view) = case.inspect(i) {
+            view.remove_fence_counter(&fence);
+        }
+    }
+    case.finish().await;
+}
+
+/// Fencing tokens raced for by several owners on `n` independent nodes, with
+/// persistence on: tokens must strictly increase in the order the critical
+/// sections ran, through three phases: a node whose counter is far ahead is
+/// down (its stale high counter is outside every quorum); it comes back while
+/// a minority of the others is down; that minority comes back with counters
+/// behind. The backend declares fencing, so an `Unsupported` answer fails.
+pub async fn fencing_race<F: Fixture>(fixture: &F, n: usize) {
+    const OWNERS: usize = 4;
+    const ROUNDS: usize = 4;
+    let options = crate::server::NodeOptions {
+        persistence: true,
+        ..Default::default()
+    };
+    let Some(case) = Case::start_with(fixture, "fencing_race", n, options) else {
+        return;
+    };
+    let key = case.key("resource");
+    let fence = fence_key(&key);
+    let order = Mutex::new(Vec::<(usize, u64)>::new());
+    let inside = AtomicBool::new(false);
+
+    let race = |phase: usize| {
+        let (key, order, inside, case) = (&key, &order, &inside, &case);
+        async move {
+            let mut owners = Vec::with_capacity(OWNERS);
+            for _ in 0..OWNERS {
+                owners.push(build(
+                    case.builder()
+                        .await
+                        .fencing(true)
+                        .retry_count(RetryCount::Limited(500))
+                        .retry_delay(Duration::from_millis(4))
+                        .retry_jitter(Duration::from_millis(3)),
+                ));
+            }
+            let work = owners.iter().map(|owner| async move {
+                for _ in 0..ROUNDS {
+                    let lock = expect_lock(
+                        owner.acquire(&[key], Duration::from_secs(5)).await,
+                        "a fenced acquire in the race",
+                    );
+                    assert!(!inside.swap(true, Ordering::SeqCst), "two owners at once");
+                    let token = lock.fencing_token().expect("a fenced lock carries a token");
+                    order
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .push((phase, token));
+                    sleep(Duration::from_millis(1)).await;
+                    inside.store(false, Ordering::SeqCst);
+                    lock.release().await.expect("release");
+                }
+            });
+            within(Duration::from_secs(60), "the fencing race", join_all(work)).await;
+        }
+    };
+
+    // Phase 1: node 0 holds a stale, far-ahead counter, and is down.
+    case.inspect(0)
+        .expect("the fixture provides inspection (a need of this case)")
+        .set_fence_counter(&fence, 1000);
+    case.kill(0);
+    race(1).await;
+    // Phase 2: it comes back (persistence kept its counter), and a minority
+    // of the other nodes goes down: tokens must jump past 1000.
+    case.restart(0);
+    let lagging = 1..=minority(n);
+    for i in lagging.clone() {
+        case.kill(i);
+    }
+    race(2).await;
+    // Phase 3: the minority comes back with counters behind (it missed the
+    // write-backs of phase 2).
+    for i in lagging {
+        case.restart(i);
+    }
+    race(3).await;
+
+    let order = order.into_inner().unwrap_or_else(PoisonError::into_inner);
+    assert_eq!(
+        order.len(),
+        3 * OWNERS * ROUNDS,
+        "every owner got every round"
+    );
+    for pair in order.windows(2) {
+        assert!(
+            pair[0].1 < pair[1].1,
+            "tokens must strictly increase in critical-section order: {pair:?} in {order:?}"
+        );
+    }
+    let (phase1_max, phase2_min) = (
+        order.iter().filter(|(p, _)| *p == 1).map(|(_, t)| *t).max(),
+        order.iter().filter(|(p, _)| *p == 2).map(|(_, t)| *t).min(),
+    );
+    assert!(
+        phase1_max < Some(1000),
+        "with the far-ahead node down, its counter is outside every quorum: {order:?}"
+    );
+    assert!(
+        phase2_min > Some(1000),
+        "once it is back in a quorum, tokens pass its counter: {order:?}"
+    );
+    // The counters are permanent by design; this case removes its own.
+    for i in 0..n {
+        if let Some(view) = case.inspect(i) {
+            view.remove_fence_counter(&fence);
+        }
+    }
+    case.finish().await;
+}

@@ -1,0 +1,89 @@
+//! Wake-on-release (`Settings::wake_on_release`), for backends that declare it.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+use redlock_core::wake::{release_channel, ReleaseWait};
+use redlock_core::LockBackend;
+
+use super::case::{expect_lock, Case};
+use super::support::{build, sleep, within};
+use crate::fixture::Fixture;
+
+/// Wake-on-release on 3 nodes: a waiter whose retry delay is 5 s acquires
+/// promptly when the holder releases, woken by the release rather than its
+/// timer. The backend declares wake-on-release, so a `watch_releases` that
+/// answers `Unsupported` (or fails on a live node) fails the case.
+pub async fn wake_on_release<F: Fixture>(fixture: &F) {
+    let Some(case) = Case::start(fixture, "wake_on_release", 3) else {
+        return;
+    };
+    let key = case.key("resource");
+    {
+        let check = case.backend(0).await;
+        let wait = ReleaseWait::new();
+        if let Err(e) = within(
+            Duration::from_secs(5),
+            "watch_releases",
+            check.watch_releases(&[release_channel(&key)], &wait.waker()),
+        )
+        .await
+        {
+            panic!(
+                "the backend declares wake-on-release, yet watch_releases on a live node failed: \
+                 {e:?}"
+            );
+        }
+    }
+    let holder = build(case.builder().await.wake_on_release(true));
+    let waiter = build(
+        case.builder()
+            .await
+            .wake_on_release(true)
+            .retry_count(3)
+            .retry_delay(Duration::from_secs(5))
+            .retry_jitter(Duration::ZERO),
+    );
+    let lock = expect_lock(
+        holder.acquire(&[&key], Duration::from_secs(10)).await,
+        "the holder",
+    );
+    let released_at = Mutex::new(None);
+    let hold = async {
+        // Long enough for the waiter to fail once and subscribe.
+        sleep(Duration::from_millis(600)).await;
+        *released_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
+        assert!(lock
+            .release()
+            .await
+            .expect("the holder's release")
+            .was_held());
+    };
+    let wait = async {
+        let lock = waiter.acquire(&[&key], Duration::from_secs(10)).await;
+        (lock, Instant::now())
+    };
+    let ((), (got, acquired_at)) = within(
+        Duration::from_secs(20),
+        "the wake-on-release race",
+        futures::future::join(hold, wait),
+    )
+    .await;
+    let got = expect_lock(got, "the waiter");
+    let released_at = released_at
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner)
+        .expect("the holder released");
+    let after = acquired_at.saturating_duration_since(released_at);
+    assert!(
+        after < Duration::from_millis(2500),
+        "the waiter took {after:?} after the release: it was not woken by the release (its retry \
+         delay is 5 s)"
+    );
+    assert!(
+        got.attempts().total() >= 2,
+        "the waiter found the resource held first"
+    );
+    assert!(got.release().await.expect("release").was_held());
+    case.finish().await;
+}

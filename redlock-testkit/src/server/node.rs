@@ -1,0 +1,464 @@
+//! One `redis-server` process: start, kill, pause, resume, restart.
+
+use std::ffi::{OsStr, OsString};
+use std::fmt;
+use std::fs::{self, File};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::binary::{locate, REDIS_SERVER_ENV};
+use super::ports::{pick_port, PortGuard};
+use super::tempdir::{sweep_stale, TempDir, PID_FILE};
+use super::LaunchError;
+
+/// How to start a node. Build it with struct-update syntax:
+/// `NodeOptions { persistence: true, ..NodeOptions::default() }`.
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// `appendonly yes` with `appendfsync always`, so a [`restart`](RedisNode::restart)
+    /// (even after a kill) keeps every acknowledged write. Off by default
+    /// (`--save ""`, `--appendonly no`).
+    pub persistence: bool,
+    /// `requirepass`; the node's [`url`](RedisNode::url) then carries it.
+    pub password: Option<String>,
+    /// More `redis-server` arguments, appended last (so they override the
+    /// defaults), e.g. `["--maxmemory", "10mb"]`.
+    pub extra_args: Vec<String>,
+    /// The `redis-server` binary: a path, or a name looked up on `PATH`.
+    /// Default: `$REDLOCK_REDIS_SERVER`, else `redis-server` on `PATH`.
+    pub redis_server: Option<PathBuf>,
+    /// How long to wait for the node to answer `PING`. Default 10 s.
+    pub startup_timeout: Duration,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions {
+            persistence: false,
+            password: None,
+            extra_args: Vec::new(),
+            redis_server: None,
+            startup_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// One `redis-server` process on a loopback port; see the [module docs](crate::server).
+///
+/// All methods take `&self`, so nodes inside a [`RedisNodes`](super::RedisNodes) or a
+/// [`RedisCluster`](super::RedisCluster) can be killed, paused and restarted by index.
+pub struct RedisNode {
+    port: u16,
+    guard: PortGuard,
+    binary: PathBuf,
+    options: NodeOptions,
+    cluster: bool,
+    child: Mutex<Option<Child>>,
+    paused: AtomicBool,
+    dir: TempDir,
+}
+
+impl fmt::Debug for RedisNode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisNode")
+            .field("port", &self.port)
+            .field("pid", &self.pid())
+            .field("dir", &self.dir.0)
+            .field("persistence", &self.options.persistence)
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+enum Wait {
+    Ready,
+    PortInUse(LaunchError),
+    Failed(LaunchError),
+}
+
+impl RedisNode {
+    /// Starts a node with the default options and waits until it answers `PING`.
+    pub fn start() -> Result<RedisNode, LaunchError> {
+        Self::start_with(NodeOptions::default())
+    }
+
+    /// Starts a node with `options` and waits until it answers `PING`.
+    pub fn start_with(options: NodeOptions) -> Result<RedisNode, LaunchError> {
+        let mut nodes = start_many(1, &options, false)?;
+        Ok(nodes.remove(0))
+    }
+
+    /// Finds the binary, picks a port and a directory, and spawns the process
+    /// (without waiting for it).
+    fn spawn(options: &NodeOptions, cluster: bool) -> Result<RedisNode, LaunchError> {
+        let binary = locate(
+            options.redis_server.as_deref(),
+            "redis-server",
+            REDIS_SERVER_ENV,
+        )?;
+        sweep_stale();
+        let dir = TempDir::new()?;
+        let guard = pick_port(cluster)?;
+        let node = RedisNode {
+            port: guard.port,
+            guard,
+            binary,
+            options: options.clone(),
+            cluster,
+            child: Mutex::new(None),
+            paused: AtomicBool::new(false),
+            dir,
+        };
+        node.spawn_process()?;
+        Ok(node)
+    }
+
+    /// Moves a node that lost a bind race to a new port and spawns it again.
+    fn respawn_on_new_port(&mut self) -> Result<(), LaunchError> {
+        self.kill();
+        self.guard = pick_port(self.cluster)?;
+        self.port = self.guard.port;
+        self.spawn_process()
+    }
+
+    fn args(&self) -> Vec<OsString> {
+        let mut args: Vec<OsString> = Vec::new();
+        let mut push = |k: &str, v: &OsStr| {
+            args.push(k.into());
+            args.push(v.to_owned());
+        };
+        push("--port", OsStr::new(&self.port.to_string()));
+        push("--bind", OsStr::new("127.0.0.1"));
+        push("--dir", self.dir.0.as_os_str());
+        push("--logfile", self.dir.0.join("redis.log").as_os_str());
+        push("--daemonize", OsStr::new("no"));
+        push("--save", OsStr::new(""));
+        if self.options.persistence {
+            push("--appendonly", OsStr::new("yes"));
+            push("--appendfsync", OsStr::new("always"));
+        } else {
+            push("--appendonly", OsStr::new("no"));
+        }
+        if let Some(password) = &self.options.password {
+            push("--requirepass", OsStr::new(password));
+            push("--masterauth", OsStr::new(password));
+        }
+        if self.cluster {
+            push("--cluster-enabled", OsStr::new("yes"));
+            push(
+                "--cluster-config-file",
+                self.dir.0.join("nodes.conf").as_os_str(),
+            );
+            push("--cluster-node-timeout", OsStr::new("5000"));
+        }
+        args.extend(self.options.extra_args.iter().map(OsString::from));
+        args
+    }
+
+    fn child(&self) -> MutexGuard<'_, Option<Child>> {
+        self.child.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn spawn_process(&self) -> Result<(), LaunchError> {
+        let output = self.dir.0.join("output.log");
+        let stdout = File::create(&output)
+            .map_err(|e| LaunchError::io(format!("create {}", output.display()), e))?;
+        let stderr = stdout
+            .try_clone()
+            .map_err(|e| LaunchError::io("duplicate a file handle", e))?;
+        let child = Command::new(&self.binary)
+            .args(self.args())
+            .current_dir(&self.dir.0)
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr)
+            .spawn()
+            .map_err(|e| LaunchError::io(format!("run {}", self.binary.display()), e))?;
+        // For sweep_stale(), should this process die without dropping the node.
+        let _ = fs::write(self.dir.0.join(PID_FILE), child.id().to_string());
+        self.paused.store(false, Ordering::Release);
+        *self.child() = Some(child);
+        Ok(())
+    }
+
+    /// Waits until the node answers `PING` (also `LOADING` is waited out).
+    fn wait_ready(&self) -> Wait {
+        let started = Instant::now();
+        let deadline = started + self.options.startup_timeout;
+        let mut last_error;
+        loop {
+            if let Some(status) = self.exit_status() {
+                let log_tail = self.log_tail(20);
+                let error = LaunchError::Exited {
+                    port: self.port,
+                    status,
+                    log_tail: log_tail.clone(),
+                };
+                if log_tail.contains("Address already in use") {
+                    return Wait::PortInUse(error);
+                }
+                return Wait::Failed(error);
+            }
+            match ping(&self.url(), Duration::from_millis(500)) {
+                Ok(()) => return Wait::Ready,
+                Err(e) => last_error = e,
+            }
+            if Instant::now() >= deadline {
+                return Wait::Failed(LaunchError::NotReady {
+                    port: self.port,
+                    waited: started.elapsed(),
+                    last_error,
+                    log_tail: self.log_tail(20),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    fn exit_status(&self) -> Option<String> {
+        let mut child = self.child();
+        match child.as_mut().map(Child::try_wait) {
+            None => Some("not started".to_owned()),
+            Some(Ok(Some(status))) => Some(status.to_string()),
+            Some(Ok(None)) => None,
+            Some(Err(e)) => Some(format!("unknown: {e}")),
+        }
+    }
+
+    /// The port it listens on (127.0.0.1).
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://127.0.0.1:PORT`, or `redis://:PASSWORD@127.0.0.1:PORT` when a
+    /// password is set.
+    pub fn url(&self) -> String {
+        match &self.options.password {
+            Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
+            None => format!("redis://127.0.0.1:{}", self.port),
+        }
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child().as_ref().map(Child::id)
+    }
+
+    /// Its working directory (data files, `redis.log`, `output.log`).
+    pub fn dir(&self) -> &Path {
+        &self.dir.0
+    }
+
+    /// The options it was started with.
+    pub fn options(&self) -> &NodeOptions {
+        &self.options
+    }
+
+    /// Whether the process is alive (a paused process is alive).
+    pub fn is_running(&self) -> bool {
+        self.exit_status().is_none()
+    }
+
+    /// Whether it is paused by [`pause`](Self::pause).
+    pub fn is_paused(&self) -> bool {
+        self.is_running() && self.paused.load(Ordering::Acquire)
+    }
+
+    /// A [`Probe`](crate::probe::Probe) for this node.
+    pub fn probe(&self) -> crate::probe::Probe {
+        crate::probe::Probe::new(&self.url())
+    }
+
+    /// Kills the process (SIGKILL) and waits for it: connections to the port
+    /// are refused from then on. Keeps the directory, so
+    /// [`restart`](Self::restart) can bring it back. Does nothing if it is not
+    /// running.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child().take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        self.paused.store(false, Ordering::Release);
+    }
+
+    /// Stops the process with SIGSTOP: it keeps its port and its connections,
+    /// but answers nothing until [`resume`](Self::resume). Clients hang until
+    /// their timeouts.
+    pub fn pause(&self) -> Result<(), LaunchError> {
+        self.signal("STOP")?;
+        self.paused.store(true, Ordering::Release);
+        Ok(())
+    }
+
+    /// Continues a paused process with SIGCONT; it then answers what was sent
+    /// to it meanwhile.
+    pub fn resume(&self) -> Result<(), LaunchError> {
+        self.signal("CONT")?;
+        self.paused.store(false, Ordering::Release);
+        Ok(())
+    }
+
+    fn signal(&self, signal: &'static str) -> Result<(), LaunchError> {
+        if !self.is_running() {
+            return Err(LaunchError::NotRunning { port: self.port });
+        }
+        let pid = self
+            .pid()
+            .ok_or(LaunchError::NotRunning { port: self.port })?;
+        let output = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| LaunchError::Signal {
+                signal,
+                pid,
+                detail: format!("could not run `kill`: {e}"),
+            })?;
+        if !output.status.success() {
+            return Err(LaunchError::Signal {
+                signal,
+                pid,
+                detail: format!(
+                    "{}: {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// Kills the process if it runs (SIGKILL, a crash) and starts it again on
+    /// the same port in the same directory, then waits until it answers
+    /// `PING`. With [`NodeOptions::persistence`], every acknowledged write
+    /// survives; without it, the node comes back empty.
+    pub fn restart(&self) -> Result<(), LaunchError> {
+        self.kill();
+        let mut last = None;
+        // The port may be briefly taken by someone else's socket: retry.
+        for _ in 0..20 {
+            self.spawn_process()?;
+            match self.wait_ready() {
+                Wait::Ready => return Ok(()),
+                Wait::Failed(e) => {
+                    self.kill();
+                    return Err(e);
+                }
+                Wait::PortInUse(e) => {
+                    self.kill();
+                    last = Some(e);
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+        Err(last.unwrap_or(LaunchError::NotRunning { port: self.port }))
+    }
+
+    /// The last `lines` lines of its log file and of its standard output and
+    /// error, for error messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let mut out = String::new();
+        for name in ["redis.log", "output.log"] {
+            let tail = tail_of(&self.dir.0.join(name), lines);
+            if !tail.trim().is_empty() {
+                out.push_str(&format!("--- {name} ---\n{tail}"));
+                if !out.ends_with('\n') {
+                    out.push('\n');
+                }
+            }
+        }
+        if out.is_empty() {
+            out.push_str("(empty)");
+        }
+        out
+    }
+}
+
+impl Drop for RedisNode {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn tail_of(path: &Path, lines: usize) -> String {
+    let Ok(mut file) = File::open(path) else {
+        return String::new();
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let _ = file.seek(SeekFrom::Start(len.saturating_sub(16 * 1024)));
+    let mut bytes = Vec::new();
+    let _ = file.read_to_end(&mut bytes);
+    let text = String::from_utf8_lossy(&bytes);
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// One command over a fresh connection, every step bounded by `timeout`.
+pub(super) fn query_once<T: redis::FromRedisValue>(
+    url: &str,
+    timeout: Duration,
+    cmd: &redis::Cmd,
+) -> Result<T, String> {
+    let client = redis::Client::open(url).map_err(|e| e.to_string())?;
+    let mut conn = client
+        .get_connection_with_timeout(timeout)
+        .map_err(|e| e.to_string())?;
+    conn.set_read_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    conn.set_write_timeout(Some(timeout))
+        .map_err(|e| e.to_string())?;
+    cmd.query(&mut conn).map_err(|e| e.to_string())
+}
+
+/// One `PING` over a fresh connection.
+fn ping(url: &str, timeout: Duration) -> Result<(), String> {
+    let pong: String = query_once(url, timeout, &redis::cmd("PING"))?;
+    if pong == "PONG" {
+        Ok(())
+    } else {
+        Err(format!("PING answered {pong:?}"))
+    }
+}
+
+/// Spawns `n` nodes at once, then waits for each; a node that lost a race for
+/// its port moves to another one.
+pub(super) fn start_many(
+    n: usize,
+    options: &NodeOptions,
+    cluster: bool,
+) -> Result<Vec<RedisNode>, LaunchError> {
+    let mut nodes = Vec::with_capacity(n);
+    for _ in 0..n {
+        nodes.push(RedisNode::spawn(options, cluster)?);
+    }
+    for node in &mut nodes {
+        let mut races = 0;
+        loop {
+            match node.wait_ready() {
+                Wait::Ready => break,
+                Wait::Failed(e) => return Err(e),
+                Wait::PortInUse(e) => {
+                    races += 1;
+                    if races > 10 {
+                        return Err(LaunchError::NoFreePort {
+                            attempts: races,
+                            detail: format!("; last error: {e}"),
+                        });
+                    }
+                    node.respawn_on_new_port()?;
+                }
+            }
+        }
+    }
+    Ok(nodes)
+}
