@@ -25,21 +25,23 @@
 //!
 //! A backend for a new Redis client is three steps and one macro call.
 //!
-//! **1. Implement [`LockBackend`]** in your crate: run [`Request::script`](redlock_core::Request::script)
-//! by `EVALSHA` with its precomputed `sha1()` (falling back to `EVAL` on
-//! `NOSCRIPT`) with `KEYS = request.keys()` (the resources, then any extra
-//! keys: the fence counters of a fenced acquire) and
-//! `ARGV = [request.value(), request.ttl_millis()]` followed by
-//! `request.extra_args()` (the token of a fence write-back, the channels of a
-//! publishing release); answer [`Reply::from_script_integer`](redlock_core::Reply::from_script_integer)
-//! for an integer reply and [`Reply::from_script_pair`](redlock_core::Reply::from_script_pair)
-//! for a two-integer array (the fenced acquire). Implement `fence` the same
-//! way as `acquire`; `watch_releases` is optional (see
-//! [`redlock_core::wake::ReleaseHub`]). Map every client error to a
-//! [`BackendError`] of the closest [`ErrorKind`] (refused connection:
-//! `Connection`; `CROSSSLOT`: `CrossSlot`; `NOAUTH`/`WRONGPASS`: `Auth`; ...).
+//! **1. Implement [`LockBackend`]** in your crate, over
+//! [`redlock_core::protocol`], which decides everything about Redis itself:
+//! [`Call::acquire`](redlock_core::protocol::Call::acquire) (or
+//! [`Call::script`](redlock_core::protocol::Call::script) for extend, release
+//! and fence) describes the command to send, its
+//! [`args`](redlock_core::protocol::Call::args) are what you hand your client,
+//! [`fallback`](redlock_core::protocol::Call::fallback) says whether an error
+//! code (`NOSCRIPT`) means "send it again as `EVAL`", and
+//! [`reply`](redlock_core::protocol::Call::reply) turns your client's reply,
+//! converted to a [`RawReply`](redlock_core::protocol::RawReply), into the
+//! node's vote. Map your client's own errors (I/O, timeouts, routing) to a
+//! [`BackendError`] of the closest [`ErrorKind`], and server error replies
+//! through [`server_error_kind`](redlock_core::protocol::server_error_kind).
+//! `watch_releases` is optional (see [`redlock_core::wake::ReleaseHub`]).
 //! Connect lazily: a node that is down must fail its calls, not the
-//! construction. See [`redlock_core::backend`].
+//! construction. See [`redlock_core::backend`], and `redlock-redis-rs` for a
+//! complete adapter in a few hundred lines.
 //!
 //! **2. Implement [`Connector`]** in `tests/conformance.rs`: how the suite
 //! gets a backend for a node URL (`redis://[:password@]127.0.0.1:PORT`), and
