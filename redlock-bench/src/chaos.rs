@@ -5,7 +5,7 @@
 //! # The workload
 //!
 //! Five independent nodes, each behind its own [`FaultProxy`]. `clients`
-//! separate [`Redlock`] instances (half through the redis-rs adapter, half
+//! separate [`Redlock`](redlock_core::Redlock) instances (half through the redis-rs adapter, half
 //! through fred; fencing tokens on) loop until the schedule ends: pick one of
 //! a few resources, `acquire` it, read the resource's shared record, pause for
 //! a random while (sometimes extending the lock halfway through), write the
