@@ -17,6 +17,8 @@ use redlock_testkit::proxy::{Latency, Mode};
 
 const ITERATIONS: usize = 150;
 const TTL: Duration = Duration::from_millis(500);
+/// The longest routine a `using` runs.
+const MAX_WORK: Duration = Duration::from_millis(6);
 
 #[derive(Default, Debug)]
 struct Seen {
@@ -56,35 +58,33 @@ async fn dropped_at_random_points(adapter: Adapter, seed: u64) {
         .expect("build");
     let mut rng = StdRng::seed_from_u64(seed);
     let mut seen = Seen::default();
-    let started = Instant::now();
-    for i in 0..ITERATIONS {
-        let redlock = if i % 2 == 0 { &plain } else { &fenced };
+    // One operation on its own resource, dropped after `cut` (for `extend`,
+    // the cut applies to the extension only). Whether it completed.
+    let run = |i: usize, op: usize, cut: Duration, work: Duration| {
+        let redlock = if i.is_multiple_of(2) { &plain } else { &fenced };
         let resource = format!("{key}:{i}");
-        let cut = Duration::from_micros(rng.random_range(0..=12_000));
-        let op = i % 3;
-        let done = match op {
-            0 => tokio::time::timeout(cut, redlock.acquire(&[&resource], TTL))
-                .await
-                .map(|r| {
-                    r.unwrap_or_else(|e| panic!("{adapter:?}: acquire {i}: {e:?}"));
-                })
-                .is_ok(),
-            1 => {
-                let lock = redlock
-                    .acquire(&[&resource], TTL)
-                    .await
-                    .unwrap_or_else(|e| panic!("{adapter:?}: acquire {i}: {e:?}"));
-                tokio::time::timeout(cut, lock.extend(TTL))
+        async move {
+            match op {
+                0 => tokio::time::timeout(cut, redlock.acquire(&[&resource], TTL))
                     .await
                     .map(|r| {
-                        r.unwrap_or_else(|e| panic!("{adapter:?}: extend {i}: {e:?}"));
+                        r.unwrap_or_else(|e| panic!("{adapter:?}: acquire {i}: {e:?}"));
                     })
-                    .is_ok()
-            }
-            _ => {
-                let work = Duration::from_micros(rng.random_range(0..=6_000));
-                tokio::time::timeout(
-                    cut * 2,
+                    .is_ok(),
+                1 => {
+                    let lock = redlock
+                        .acquire(&[&resource], TTL)
+                        .await
+                        .unwrap_or_else(|e| panic!("{adapter:?}: acquire {i}: {e:?}"));
+                    tokio::time::timeout(cut, lock.extend(TTL))
+                        .await
+                        .map(|r| {
+                            r.unwrap_or_else(|e| panic!("{adapter:?}: extend {i}: {e:?}"));
+                        })
+                        .is_ok()
+                }
+                _ => tokio::time::timeout(
+                    cut,
                     redlock.using(&[&resource], TTL, |_signal| async move {
                         tokio::time::sleep(work).await;
                         Ok::<_, Error>(())
@@ -92,9 +92,37 @@ async fn dropped_at_random_points(adapter: Adapter, seed: u64) {
                 )
                 .await
                 .map(|r| r.unwrap_or_else(|e| panic!("{adapter:?}: using {i}: {e:?}")))
-                .is_ok()
+                .is_ok(),
             }
-        };
+        }
+    };
+    // How long each operation takes here and now, uncut (the median of a
+    // few, after one of each has opened the connections): the cut-offs are
+    // drawn up to twice that, so on a fast machine or a loaded one a fair
+    // share of them lands before the end and a fair share after.
+    let mut span = [Duration::ZERO; 3];
+    let mut calibration = ITERATIONS;
+    for (op, span) in span.iter_mut().enumerate() {
+        let mut took = Vec::new();
+        for round in 0..8 {
+            let began = Instant::now();
+            let done = run(calibration, op, Duration::from_secs(10), MAX_WORK / 2).await;
+            assert!(done, "{adapter:?}: operation {op} did not complete uncut");
+            calibration += 1;
+            if round >= 2 {
+                took.push(began.elapsed());
+            }
+        }
+        took.sort();
+        *span = took[took.len() / 2];
+    }
+    let started = Instant::now();
+    for i in 0..ITERATIONS {
+        let op = i % 3;
+        let limit = u64::try_from(span[op].as_micros() * 2).unwrap_or(u64::MAX);
+        let cut = Duration::from_micros(rng.random_range(0..=limit));
+        let work = Duration::from_micros(rng.random_range(0..=MAX_WORK.as_micros() as u64));
+        let done = run(i, op, cut, work).await;
         if done {
             seen.completed[op] += 1;
         } else {
@@ -106,8 +134,8 @@ async fn dropped_at_random_points(adapter: Adapter, seed: u64) {
         }
     }
     println!(
-        "{adapter:?}: {ITERATIONS} iterations in {:?}: completed (acquire, extend, using) {:?}, \
-         cancelled {:?}",
+        "{adapter:?}: {ITERATIONS} iterations in {:?} (uncut: {span:?}): completed (acquire, \
+         extend, using) {:?}, cancelled {:?}",
         started.elapsed(),
         seen.completed,
         seen.cancelled
