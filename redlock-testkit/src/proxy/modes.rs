@@ -118,8 +118,10 @@ pub struct ProxyStats {
     pub resets: u64,
     /// Commands answered in garbage mode.
     pub garbage_replies: u64,
-    /// Bytes forwarded to the server.
+    /// Bytes forwarded to the server, counted as each write starts (so any
+    /// byte the server has read is counted).
     pub bytes_up: u64,
-    /// Bytes forwarded to the client.
+    /// Bytes forwarded to the client, counted as each write starts (so any
+    /// byte the client has read is counted).
     pub bytes_down: u64,
 }

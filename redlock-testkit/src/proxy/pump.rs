@@ -165,10 +165,12 @@ async fn pump_inner(
             _ = abort.changed() => return Outcome::Abort,
             _ = sleep_until(due), if flowing && due.is_some() => {
                 if let Some((_, data)) = queue.pop_front() {
+                    // Counted before the write: a peer that has read these
+                    // bytes must find them counted.
+                    counter.fetch_add(data.len() as u64, Ordering::Relaxed);
                     if to.write_all(&data).await.is_err() {
                         return Outcome::Abort;
                     }
-                    counter.fetch_add(data.len() as u64, Ordering::Relaxed);
                 }
             }
             read = from.read(&mut buf), if can_read => match read {
@@ -179,10 +181,10 @@ async fn pump_inner(
                         _ => Duration::ZERO,
                     };
                     if delay.is_zero() && queue.is_empty() {
+                        counter.fetch_add(n as u64, Ordering::Relaxed);
                         if to.write_all(&buf[..n]).await.is_err() {
                             return Outcome::Abort;
                         }
-                        counter.fetch_add(n as u64, Ordering::Relaxed);
                     } else {
                         let due = (tokio::time::Instant::now() + delay).max(last_due);
                         last_due = due;
