@@ -141,14 +141,19 @@ impl<'a> Acquisition<'a> {
             .engine
             .timed_round(Operation::Acquire, &request, &self.settings)
             .await;
-        // T = max(counters of the nodes that voted for) + 1.
-        let highest = attempt
-            .nodes
-            .iter()
-            .filter(|n| matches!(n.outcome, NodeOutcome::For))
-            .filter_map(|n| n.fence)
-            .max()
-            .unwrap_or(0);
+        // T = max(counters of the nodes that voted for) + 1; read only when
+        // fencing, before the attempt moves into the statistics.
+        let highest = if fencing {
+            attempt
+                .nodes
+                .iter()
+                .filter(|n| matches!(n.outcome, NodeOutcome::For))
+                .filter_map(|n| n.fence)
+                .max()
+                .unwrap_or(0)
+        } else {
+            0
+        };
         self.attempts.push(attempt, self.settings.attempt_history);
         let expiration = expiration?;
         if !fencing {
