@@ -141,9 +141,8 @@ pub fn builder(backends: Vec<Box<dyn LockBackend>>) -> RedlockBuilder {
         .node_timeout(Duration::from_millis(200))
 }
 
-/// Runs `f`, failing the test if it takes longer than `limit`: never a hang.
-pub async fn within<F: Future>(limit: Duration, what: &str, f: F) -> F::Output {
-    tokio::time::timeout(limit, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what} did not finish within {limit:?}"))
-}
+/// Runs a future, failing the test if it takes longer than a limit: never a
+/// hang. The testkit's, shared with the conformance suite.
+// Not every test binary that includes this module uses it.
+#[allow(unused_imports)]
+pub use redlock_testkit::conformance::within;
