@@ -11,10 +11,13 @@
 //!    only if a quorum confirms the token while validity remains.
 //! 3. If the attempt failed, release on every node, including those that
 //!    failed or were not awaited, so no partial lock outlives the attempt.
-//! 4. Ask the [`Retry`] policy for a pause. With wake-on-release, a
-//!    contended acquisition first asks the nodes to wake it on a release of
-//!    its resources, and then waits for the release or the pause, whichever
-//!    comes first.
+//! 4. Ask the [`Retry`] policy for a pause. With wake-on-release (the
+//!    default), a contended acquisition first asks the nodes to wake it on a
+//!    release of its resources and, once they listen, attempts again at once
+//!    (a release during the subscription would otherwise go unseen); after
+//!    that it waits for a release or the pause, whichever comes first. When
+//!    it ends, however it ends, its interest ends too: the subscriptions no
+//!    other waiter needs are dropped (see [`Watching`]).
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -37,6 +40,43 @@ use crate::wake::{release_channel, ReleaseWait};
 struct Grant {
     expiration: Instant,
     fencing_token: Option<u64>,
+}
+
+/// A contended acquisition's interest in the releases of its resources.
+///
+/// Dropping it (the acquisition ended: granted, given up, or cancelled)
+/// closes the wait and tells the engine that some subscriptions may have
+/// lost their last waiter; the next release (or the failed acquisition
+/// itself) then asks the nodes to drop them
+/// ([`LockBackend::unwatch_releases`](crate::LockBackend::unwatch_releases)).
+struct Watching {
+    /// Always `Some` until dropped: taken first in `drop`, so the wait is
+    /// closed before the engine hears of it.
+    wait: Option<ReleaseWait>,
+    /// Whether at least one node accepted the watch.
+    listening: bool,
+    engine: Arc<Engine>,
+}
+
+impl Watching {
+    fn generation(&self) -> u64 {
+        self.wait.as_ref().map_or(0, ReleaseWait::generation)
+    }
+
+    /// Completes once a release arrives after `generation` was read.
+    async fn released(&self, generation: u64) {
+        match &self.wait {
+            Some(wait) => wait.changed(generation).await,
+            None => futures::future::pending().await,
+        }
+    }
+}
+
+impl Drop for Watching {
+    fn drop(&mut self) {
+        drop(self.wait.take());
+        self.engine.watch_ended();
+    }
 }
 
 /// One acquisition of a set of resources under one value.
@@ -79,9 +119,9 @@ impl<'a> Acquisition<'a> {
     pub(crate) async fn run(mut self) -> Result<Lock, Error> {
         let settings = self.settings.clone();
         let mut retry = Retry::new(&settings);
-        let mut watch: Option<ReleaseWait> = None;
+        let mut watch: Option<Watching> = None;
         loop {
-            let seen = watch.as_ref().map(ReleaseWait::generation);
+            let seen = watch.as_ref().map(Watching::generation);
             if let Some(grant) = self.attempt(retry.is_first()).await {
                 tracing::debug!(resources = ?&*self.resources, attempts = retry.made() + 1, "lock acquired");
                 return Ok(self.into_lock(grant));
@@ -98,18 +138,30 @@ impl<'a> Acquisition<'a> {
                 break;
             };
             if settings.wake_on_release && outcome == AttemptOutcome::Contended && watch.is_none() {
-                watch = Some(self.watch_releases().await);
+                let watching = self.watch_releases().await;
+                let listening = watching.listening;
+                watch = Some(watching);
+                if listening {
+                    // The nodes listen now; a release that came before they
+                    // did is caught by trying again at once.
+                    continue;
+                }
             }
             match (&watch, seen) {
                 // A release during the attempt: retry at once.
-                (Some(wait), Some(seen)) if wait.generation() != seen => {}
-                (Some(wait), _) => {
-                    let now = wait.generation();
+                (Some(watching), Some(seen)) if watching.generation() != seen => {}
+                (Some(watching), _) => {
+                    let now = watching.generation();
                     let sleep = self.engine.runtime().sleep(delay);
-                    select(sleep, pin!(wait.changed(now))).await;
+                    select(sleep, pin!(watching.released(now))).await;
                 }
                 (None, _) => self.engine.runtime().sleep(delay).await,
             }
+        }
+        if let Some(watching) = watch.take() {
+            // Nobody will release for us: drop the subscriptions now.
+            drop(watching);
+            self.engine.unwatch(settings.node_timeout).await;
         }
         tracing::debug!(resources = ?&*self.resources, attempts = retry.made(), "lock not acquired");
         Err(Error::from_failure(QuorumFailure {
@@ -209,7 +261,7 @@ impl<'a> Acquisition<'a> {
 
     /// Asks every node to wake us on a release of the resources; nodes that
     /// cannot (or do not answer in time) are skipped: the retry timer stays.
-    async fn watch_releases(&self) -> ReleaseWait {
+    async fn watch_releases(&self) -> Watching {
         let wait = ReleaseWait::new();
         let waker = wait.waker();
         let channels: Vec<String> = self.resources.iter().map(|r| release_channel(r)).collect();
@@ -220,14 +272,22 @@ impl<'a> Acquisition<'a> {
             .map(|b| b.watch_releases(&channels, &waker));
         let all = pin!(join_all(calls));
         let timer = self.engine.runtime().sleep(self.settings.node_timeout);
+        let mut listening = false;
         if let Either::Left((results, _)) = select(all, timer).await {
             for (node, result) in results.into_iter().enumerate() {
-                if let Err(error) = result {
-                    tracing::debug!(node, %error, "node cannot wake waiters on release");
+                match result {
+                    Ok(()) => listening = true,
+                    Err(error) => {
+                        tracing::debug!(node, %error, "node cannot wake waiters on release");
+                    }
                 }
             }
         }
-        wait
+        Watching {
+            wait: Some(wait),
+            listening,
+            engine: self.engine.clone(),
+        }
     }
 
     fn into_lock(self, grant: Grant) -> Lock {

@@ -390,10 +390,13 @@ pub trait LockBackend: Send + Sync {
     /// Registers `waker` to be woken whenever a release is published on one
     /// of `channels` ([`release_channel`](crate::wake::release_channel) of
     /// each resource) on this node, until the waker is
-    /// [closed](crate::wake::ReleaseWaker::is_closed). Optional: used only
-    /// with [`Settings::wake_on_release`](crate::Settings::wake_on_release);
-    /// the default answers [`ErrorKind::Unsupported`] and waiters fall back to
-    /// their retry delay. See [`ReleaseHub`](crate::wake::ReleaseHub).
+    /// [closed](crate::wake::ReleaseWaker::is_closed), and returns once the
+    /// node will deliver those releases (the subscription is in place).
+    /// Optional: used only with
+    /// [`Settings::wake_on_release`](crate::Settings::wake_on_release); the
+    /// default answers [`ErrorKind::Unsupported`] and waiters fall back to
+    /// their retry delay. See [`ReleaseHub`](crate::wake::ReleaseHub), which
+    /// does the bookkeeping.
     async fn watch_releases(
         &self,
         channels: &[String],
@@ -404,6 +407,15 @@ pub trait LockBackend: Send + Sync {
             ErrorKind::Unsupported,
             "this backend does not implement wake-on-release",
         ))
+    }
+
+    /// Drops the subscriptions that no live waiter needs any more (see
+    /// [`ReleaseHub::changes`](crate::wake::ReleaseHub::changes)), so that a
+    /// process receives only the releases it waits for. The core calls it at
+    /// the end of a failed acquisition that watched, and with the next release
+    /// after a waiting acquisition ended. The default does nothing.
+    async fn unwatch_releases(&self) -> Result<(), BackendError> {
+        Ok(())
     }
 
     /// A short name for statistics, logs and the error hook, such as
@@ -431,6 +443,9 @@ macro_rules! forward_backend {
             }
             async fn watch_releases(&self, channels: &[String], waker: &ReleaseWaker) -> Result<(), BackendError> {
                 (**self).watch_releases(channels, waker).await
+            }
+            async fn unwatch_releases(&self) -> Result<(), BackendError> {
+                (**self).unwatch_releases().await
             }
             fn describe(&self) -> Cow<'_, str> {
                 (**self).describe()

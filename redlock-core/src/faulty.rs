@@ -161,6 +161,9 @@ impl<B: LockBackend> LockBackend for FaultyBackend<B> {
             _ => self.backend.watch_releases(channels, waker).await,
         }
     }
+    async fn unwatch_releases(&self) -> Result<(), BackendError> {
+        self.backend.unwatch_releases().await
+    }
     fn describe(&self) -> Cow<'_, str> {
         Cow::Owned(format!("faulty({})", self.backend.describe()))
     }

@@ -13,7 +13,7 @@ pub fn has_hash_tag(key: &str) -> bool {
         .is_some_and(|len| len > 0)
 }
 
-fn beside(resource: &str, what: &str) -> String {
+pub(crate) fn beside(resource: &str, what: &str) -> String {
     if has_hash_tag(resource) || resource.contains('}') {
         // Keeps the resource's own tag; or, for a name with a stray `}` and no
         // tag, stays correct on standalone nodes (a cluster would answer

@@ -18,9 +18,13 @@
 //! and the error hook.
 
 use std::future::poll_fn;
+use std::pin::pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
+
+use futures::future::{join, join_all, select, Either};
 
 use crate::backend::{BackendError, ErrorKind, LockBackend, Reply, Request};
 use crate::runtime::Runtime;
@@ -234,6 +238,9 @@ pub(crate) struct Engine {
     scripts: Scripts,
     runtime: Arc<dyn Runtime>,
     on_error: Option<ErrorHook>,
+    /// Set when a waiting acquisition ended: some subscription may have lost
+    /// its last waiter (see [`Engine::unwatch`]).
+    watch_ended: AtomicBool,
 }
 
 impl Engine {
@@ -250,6 +257,32 @@ impl Engine {
             scripts,
             runtime,
             on_error,
+            watch_ended: AtomicBool::new(false),
+        }
+    }
+
+    /// Notes that a waiting acquisition ended, so that the next release
+    /// drops the subscriptions nobody needs any more.
+    pub(crate) fn watch_ended(&self) {
+        self.watch_ended.store(true, Ordering::Release);
+    }
+
+    /// If a waiting acquisition ended since the last time, asks every node
+    /// to drop the release subscriptions no live waiter needs, waiting at
+    /// most `timeout`. A node that fails keeps them until its next watch.
+    pub(crate) async fn unwatch(&self, timeout: Duration) {
+        if !self.watch_ended.swap(false, Ordering::AcqRel) {
+            return;
+        }
+        let calls = self.backends.iter().map(|b| b.unwatch_releases());
+        let all = pin!(join_all(calls));
+        let timer = self.runtime.sleep(timeout);
+        if let Either::Left((results, _)) = select(all, timer).await {
+            for (node, result) in results.into_iter().enumerate() {
+                if let Err(error) = result {
+                    tracing::debug!(node, %error, "node did not drop its release subscriptions");
+                }
+            }
         }
     }
 
@@ -330,7 +363,9 @@ impl Engine {
 
     /// A release round over `targets`, awaiting every node up to the per-node
     /// timeout. With wake-on-release the release also publishes, one channel
-    /// per resource.
+    /// per resource, where someone listens. If a waiting acquisition ended
+    /// since the last release, the subscriptions it leaves unused are
+    /// dropped alongside.
     pub(crate) async fn release_round(
         &self,
         resources: &[String],
@@ -338,7 +373,9 @@ impl Engine {
         settings: &Settings,
         targets: Targets<'_>,
     ) -> Attempt {
-        let (script, channels) = if settings.wake_on_release {
+        // A replaced release script runs as given: it does not publish.
+        let (script, channels) = if settings.wake_on_release && self.scripts.release().is_builtin()
+        {
             let channels: Vec<String> = resources.iter().map(|r| release_channel(r)).collect();
             (self.scripts.release_notify(), channels)
         } else {
@@ -347,15 +384,20 @@ impl Engine {
         let request =
             Request::new(resources, value, Duration::ZERO, script).with_extra_args(&channels);
         let started = self.now();
-        self.round(
+        let release = self.round(
             Operation::Release,
             &request,
             started,
             settings.node_timeout,
             targets,
             Decide::WhenAllAnswered,
-        )
-        .await
+        );
+        if !self.watch_ended.load(Ordering::Relaxed) {
+            return release.await;
+        }
+        // A waiting acquisition ended since: drop the subscriptions it leaves
+        // unused, beside the release (not after it).
+        join(release, self.unwatch(settings.node_timeout)).await.0
     }
 
     /// Asks `targets` in parallel and tallies their votes until `decide`

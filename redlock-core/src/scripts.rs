@@ -97,14 +97,32 @@ return n
 "#;
 
 /// Release with wake-on-release: as [`RELEASE_LUA`], and for each key deleted
-/// publishes on its channel, given in `ARGV[2 + i]` (after the value and the
-/// unused TTL). Returns how many it deleted.
-pub const RELEASE_NOTIFY_LUA: &str = r#"local count = 0
+/// announces it on its channel, given in `ARGV[2 + i]` (after the value and
+/// the unused TTL), to whoever listens there on this node: `PUBLISH` when a
+/// connection subscribed to the channel (standalone nodes), `SPUBLISH` when
+/// one subscribed to it as a shard channel (Redis Cluster 7+). Nobody
+/// listening, nothing is sent (`PUBSUB NUMSUB` is a table lookup), so a lock
+/// nobody waits for costs no message and no cluster-bus traffic. On Redis 6,
+/// `SHARDNUMSUB` is unknown and counts as nobody. Returns how many it deleted.
+pub const RELEASE_NOTIFY_LUA: &str = r#"local function listeners(kind, channel)
+  local reply = redis.pcall("PUBSUB", kind, channel)
+  if type(reply) == "table" and reply[2] then
+    return tonumber(reply[2]) or 0
+  end
+  return 0
+end
+local count = 0
 for i, key in ipairs(KEYS) do
   if redis.call("GET", key) == ARGV[1] then
     redis.call("DEL", key)
-    redis.call("PUBLISH", ARGV[2 + i], "released")
     count = count + 1
+    local channel = ARGV[2 + i]
+    if listeners("NUMSUB", channel) > 0 then
+      redis.call("PUBLISH", channel, "released")
+    end
+    if listeners("SHARDNUMSUB", channel) > 0 then
+      redis.call("SPUBLISH", channel, "released")
+    end
   end
 end
 return count

@@ -75,10 +75,15 @@ pub struct Settings {
     /// counters (AOF, `appendfsync always`). Costs one more round trip per
     /// acquisition. Default false.
     pub fencing: bool,
-    /// Releases publish a message per resource, and an acquisition that finds
-    /// a resource held retries as soon as it is released instead of sleeping
-    /// out the whole retry delay (which stays as the fallback). Enable it on
-    /// every contender. See [`wake`](crate::wake). Default false.
+    /// Releases publish a message per resource where some process waits for
+    /// it, and an acquisition that finds a resource held retries as soon as
+    /// it is released instead of sleeping out the whole retry delay (which
+    /// stays as the fallback). A process subscribes only to the resources it
+    /// waits on, and only while it waits. Backends that cannot watch, and
+    /// releases by other clients (node-redlock never publishes), leave
+    /// waiters on the retry delay; a replaced release script
+    /// ([`Scripts::with_release`](crate::Scripts::with_release)) runs as
+    /// given, without publishing. See [`wake`](crate::wake). Default true.
     pub wake_on_release: bool,
     /// How many attempts' statistics a [`Lock`](crate::Lock) or an error keeps
     /// (the most recent ones; the total is always counted). Default 32.
@@ -97,7 +102,7 @@ impl Default for Settings {
             release_retry_count: 2,
             release_retry_delay: Duration::from_millis(20),
             fencing: false,
-            wake_on_release: false,
+            wake_on_release: true,
             attempt_history: 32,
         }
     }

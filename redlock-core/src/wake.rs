@@ -1,40 +1,57 @@
 //! Wake-on-release: waiters retry the moment a holder releases, instead of
 //! sleeping out `retry_delay ± jitter`.
 //!
-//! With [`Settings::wake_on_release`](crate::Settings::wake_on_release) on, a
-//! release publishes one message per resource on
-//! [`release_channel`]`(resource)`, and an acquisition that found the resource
-//! held asks every node to [watch](crate::LockBackend::watch_releases) those
-//! channels, then waits for whichever comes first: a notification, or the
-//! jittered retry delay (kept as the fallback, so a lost message costs at most
-//! one delay). Correctness never depends on a message arriving.
+//! [`Settings::wake_on_release`](crate::Settings::wake_on_release) is on by
+//! default. A release publishes one message per resource on
+//! [`release_channel`]`(resource)`, but only where a process listens on that
+//! channel (the release script asks the node first, so a lock nobody waits
+//! for costs no message). An acquisition that found the resource held asks
+//! every node to [watch](crate::LockBackend::watch_releases) those channels,
+//! tries once more at once (a release during the subscription is not missed),
+//! and then waits for whichever comes first: a notification, or the jittered
+//! retry delay (kept as the fallback, so a lost message costs at most one
+//! delay). Correctness never depends on a message arriving.
 //!
-//! The pieces, all runtime-neutral:
+//! # Cost follows interest
+//!
+//! A process subscribes only to the channels of the resources it is waiting
+//! on, and drops them once no acquisition of the process waits on them any
+//! more: the core calls [`unwatch_releases`](crate::LockBackend::unwatch_releases)
+//! at the end of a failed acquisition and with the next release after a
+//! waiting acquisition ended. A process that waits on nothing receives no
+//! release messages, however busy the locks of others are
+//! ([`ReleaseHub::received`] counts them).
+//!
+//! The channel of a resource hashes to the resource's own Redis Cluster slot
+//! (see [`keys`](crate::keys)), so on a cluster a backend can subscribe with
+//! `SSUBSCRIBE` on the shard that owns the lock, and the release's `SPUBLISH`
+//! stays on that shard. Standalone nodes use `SUBSCRIBE` and `PUBLISH`.
+//!
+//! # The pieces, all runtime-neutral
 //! - [`ReleaseWait`] belongs to one waiting acquisition; it counts
 //!   notifications and wakes its task.
 //! - [`ReleaseWaker`] is the weak handle a backend keeps; once the acquisition
 //!   ends it is [closed](ReleaseWaker::is_closed) and can be dropped.
-//! - [`ReleaseHub`] is for backend authors: one subscription per connection
-//!   (for Redis, `PSUBSCRIBE` to [`RELEASE_CHANNEL_PATTERN`]) feeds
-//!   [`ReleaseHub::notify`], which wakes the longest waiter of that channel
-//!   (the others are woken by the next releases, in the order they came).
+//! - [`ReleaseHub`] is for backend authors: it keeps the waiters of each
+//!   channel, says which channels to subscribe to and which to drop
+//!   ([`ReleaseHub::changes`]), and [`ReleaseHub::notify`] wakes the longest
+//!   waiter of a channel when a message arrives.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 
-/// The channel prefix of every release notification.
-pub const RELEASE_CHANNEL_PREFIX: &str = "redlock:released:";
+use crate::keys::beside;
 
-/// A glob pattern matching every release channel, for `PSUBSCRIBE`.
-pub const RELEASE_CHANNEL_PATTERN: &str = "redlock:released:*";
-
-/// The channel a release of `resource` is published on.
+/// The channel a release of `resource` is published on:
+/// `redlock:released:{<resource>}`, or `<resource>:redlock:released` when
+/// the resource has a hash tag of its own. Either way it hashes to the
+/// resource's Redis Cluster slot.
 pub fn release_channel(resource: &str) -> String {
-    format!("{RELEASE_CHANNEL_PREFIX}{resource}")
+    beside(resource, "released")
 }
 
 #[derive(Debug, Default)]
@@ -129,14 +146,48 @@ impl ReleaseWaker {
     }
 }
 
-/// Fans release notifications out to the waiters of each channel. For
-/// backend authors: register waiters in
-/// [`watch_releases`](crate::LockBackend::watch_releases), and call
-/// [`notify`](Self::notify) for every message the subscription delivers.
+#[derive(Debug, Default)]
+struct HubState {
+    /// The waiters of each channel, longest first.
+    waiters: HashMap<String, Vec<ReleaseWaker>>,
+    /// The channels the backend's subscription listens on.
+    subscribed: HashSet<String>,
+}
+
+impl HubState {
+    /// Forgets closed waiters, and channels left without one.
+    fn prune(&mut self) {
+        self.waiters.retain(|_, list| {
+            list.retain(|w| !w.is_closed());
+            !list.is_empty()
+        });
+    }
+}
+
+#[derive(Debug, Default)]
+struct HubInner {
+    state: Mutex<HubState>,
+    /// One subscription change at a time, so an `UNSUBSCRIBE` decided before
+    /// a new waiter came cannot overtake that waiter's `SUBSCRIBE`.
+    turn: futures::lock::Mutex<()>,
+    received: AtomicU64,
+}
+
+/// The waiters of one backend's subscription, by channel. For backend
+/// authors:
+/// 1. In [`watch_releases`](crate::LockBackend::watch_releases),
+///    [`register`](Self::register) the waker, then apply
+///    [`changes`](Self::changes): subscribe to the channels it lists, and
+///    unsubscribe from those nobody waits on any more.
+/// 2. In [`unwatch_releases`](crate::LockBackend::unwatch_releases), apply
+///    [`changes`](Self::changes) again.
+/// 3. Call [`notify`](Self::notify) for every message the subscription
+///    delivers.
+///
 /// Closed waiters are pruned as it goes, so it does not grow.
 #[derive(Clone, Debug, Default)]
 pub struct ReleaseHub {
-    channels: Arc<Mutex<HashMap<String, Vec<ReleaseWaker>>>>,
+    inner: Arc<HubInner>,
 }
 
 impl ReleaseHub {
@@ -145,23 +196,17 @@ impl ReleaseHub {
         Self::default()
     }
 
-    fn channels(&self) -> MutexGuard<'_, HashMap<String, Vec<ReleaseWaker>>> {
-        self.channels.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> MutexGuard<'_, HubState> {
+        self.inner.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Registers `waker` for every channel in `channels`.
     pub fn register(&self, channels: &[String], waker: &ReleaseWaker) {
-        let mut map = self.channels();
+        let mut state = self.state();
         for channel in channels {
-            let list = map.entry(channel.clone()).or_default();
+            let list = state.waiters.entry(channel.clone()).or_default();
             list.retain(|w| !w.is_closed());
             list.push(waker.clone());
-        }
-        if map.len() > 64 {
-            map.retain(|_, list| {
-                list.retain(|w| !w.is_closed());
-                !list.is_empty()
-            });
         }
     }
 
@@ -177,15 +222,16 @@ impl ReleaseHub {
     /// served. Waiters in other processes are woken by their own hubs. A
     /// waiter that was woken and lost the race stays first in line.
     pub fn notify(&self, channel: &str) {
+        self.inner.received.fetch_add(1, Ordering::Relaxed);
         let waker = {
-            let mut map = self.channels();
-            let Some(list) = map.get_mut(channel) else {
+            let mut state = self.state();
+            let Some(list) = state.waiters.get_mut(channel) else {
                 return;
             };
             list.retain(|w| !w.is_closed());
             let first = list.first().cloned();
             if list.is_empty() {
-                map.remove(channel);
+                state.waiters.remove(channel);
             }
             first
         };
@@ -194,14 +240,104 @@ impl ReleaseHub {
         }
     }
 
+    /// How many release messages [`notify`](Self::notify) was given so far,
+    /// whether or not a waiter wanted them. With subscriptions that follow
+    /// interest, a process that waits on nothing receives none.
+    pub fn received(&self) -> u64 {
+        self.inner.received.load(Ordering::Relaxed)
+    }
+
+    /// The subscription changes that bring the subscription in line with the
+    /// live waiters. Waits its turn: one set of changes is applied at a time.
+    /// Apply them, then confirm with [`SubscriptionChanges::subscribed`] and
+    /// [`SubscriptionChanges::unsubscribed`]; changes not confirmed (the
+    /// command failed, or the future was dropped) are listed again next time.
+    pub async fn changes(&self) -> SubscriptionChanges<'_> {
+        let turn = self.inner.turn.lock().await;
+        let mut state = self.state();
+        state.prune();
+        let HubState {
+            waiters,
+            subscribed,
+        } = &*state;
+        let subscribe = waiters
+            .keys()
+            .filter(|c| !subscribed.contains(*c))
+            .cloned()
+            .collect();
+        let unsubscribe = subscribed
+            .iter()
+            .filter(|c| !waiters.contains_key(*c))
+            .cloned()
+            .collect();
+        drop(state);
+        SubscriptionChanges {
+            hub: self,
+            _turn: turn,
+            subscribe,
+            unsubscribe,
+        }
+    }
+
     /// Channels with at least one registered waiter (live or not yet pruned).
     pub fn len(&self) -> usize {
-        self.channels().len()
+        self.state().waiters.len()
     }
 
     /// Whether no channel has a waiter.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// The channels the subscription listens on, as confirmed.
+    pub fn subscribed(&self) -> Vec<String> {
+        let mut channels: Vec<String> = self.state().subscribed.iter().cloned().collect();
+        channels.sort();
+        channels
+    }
+}
+
+/// What [`ReleaseHub::changes`] asks a backend to do. Holds the hub's turn
+/// until dropped.
+#[derive(Debug)]
+pub struct SubscriptionChanges<'a> {
+    hub: &'a ReleaseHub,
+    _turn: futures::lock::MutexGuard<'a, ()>,
+    subscribe: Vec<String>,
+    unsubscribe: Vec<String>,
+}
+
+impl SubscriptionChanges<'_> {
+    /// Channels with a waiter that the subscription does not listen on yet.
+    pub fn to_subscribe(&self) -> &[String] {
+        &self.subscribe
+    }
+
+    /// Channels the subscription listens on that no live waiter needs.
+    pub fn to_unsubscribe(&self) -> &[String] {
+        &self.unsubscribe
+    }
+
+    /// Whether there is nothing to do.
+    pub fn is_empty(&self) -> bool {
+        self.subscribe.is_empty() && self.unsubscribe.is_empty()
+    }
+
+    /// Confirms that the subscription now listens on
+    /// [`to_subscribe`](Self::to_subscribe).
+    pub fn subscribed(&mut self) {
+        let channels = std::mem::take(&mut self.subscribe);
+        self.hub.state().subscribed.extend(channels);
+    }
+
+    /// Confirms that the subscription no longer listens on
+    /// [`to_unsubscribe`](Self::to_unsubscribe).
+    pub fn unsubscribed(&mut self) {
+        let channels = std::mem::take(&mut self.unsubscribe);
+        let mut state = self.hub.state();
+        for channel in &channels {
+            state.subscribed.remove(channel);
+        }
     }
 }
 
@@ -242,6 +378,66 @@ mod tests {
         drop(first);
         hub.notify(&channels[0]);
         assert_eq!([second.generation(), third.generation()], [1, 0]);
+    }
+
+    #[test]
+    fn changes_follow_the_live_waiters() {
+        let hub = ReleaseHub::new();
+        let changes = |hub: &ReleaseHub| {
+            let changes = futures::executor::block_on(hub.changes());
+            (
+                changes.to_subscribe().to_vec(),
+                changes.to_unsubscribe().to_vec(),
+            )
+        };
+        let none = (vec![], vec![]);
+        assert_eq!(changes(&hub), none, "nobody waits: nothing to do");
+        let (a, b) = (release_channel("a"), release_channel("b"));
+        let first = ReleaseWait::new();
+        hub.register(&[a.clone()], &first.waker());
+        assert_eq!(changes(&hub), (vec![a.clone()], vec![]));
+        // Not confirmed (the SUBSCRIBE failed): listed again.
+        assert_eq!(changes(&hub), (vec![a.clone()], vec![]));
+        futures::executor::block_on(hub.changes()).subscribed();
+        assert_eq!(hub.subscribed(), [a.clone()]);
+        assert_eq!(changes(&hub), none, "subscribed already");
+        // A second waiter on the same channel changes nothing; another
+        // channel is added.
+        let second = ReleaseWait::new();
+        hub.register(&[a.clone(), b.clone()], &second.waker());
+        assert_eq!(changes(&hub), (vec![b.clone()], vec![]));
+        futures::executor::block_on(hub.changes()).subscribed();
+        // `a` is dropped only once neither waiter waits on it.
+        drop(first);
+        assert_eq!(changes(&hub), none);
+        drop(second);
+        let mut both = changes(&hub).1;
+        both.sort();
+        assert_eq!(both, [a.clone(), b.clone()]);
+        futures::executor::block_on(hub.changes()).unsubscribed();
+        assert!(hub.subscribed().is_empty());
+        assert_eq!(changes(&hub), none);
+        assert!(hub.is_empty(), "closed waiters are pruned");
+    }
+
+    #[test]
+    fn messages_are_counted_whether_or_not_someone_waits() {
+        let hub = ReleaseHub::new();
+        hub.notify(&release_channel("nobody"));
+        let wait = ReleaseWait::new();
+        hub.register(&[release_channel("a")], &wait.waker());
+        hub.notify(&release_channel("a"));
+        assert_eq!(hub.received(), 2);
+        assert_eq!(wait.generation(), 1);
+    }
+
+    #[test]
+    fn channels_share_the_resources_slot_tag() {
+        assert_eq!(release_channel("invoice"), "redlock:released:{invoice}");
+        assert_eq!(
+            release_channel("{org42}invoice"),
+            "{org42}invoice:redlock:released"
+        );
     }
 
     #[test]

@@ -173,6 +173,36 @@ async fn a_quorum_without_validity_left_is_no_lock() {
     assert_eq!(live_keys(&nodes), 0, "the slow quorum's keys are released");
 }
 
+/// With wake-on-release (the default) the first contended attempt is
+/// followed at once by a second one, made once the nodes listen (a release
+/// during the subscription is not missed); after that the retry delay (or a
+/// release) paces the attempts, and the retry count is unchanged.
+#[tokio::test(start_paused = true)]
+async fn a_watching_acquisition_tries_again_at_once_then_waits() {
+    let nodes = nodes(3);
+    for node in &nodes {
+        node.inner().set("r", "other", TTL * 100);
+    }
+    let redlock = builder(&nodes)
+        .retry_count(3)
+        .retry_delay(Duration::from_millis(200))
+        .retry_jitter(Duration::ZERO)
+        .build()
+        .unwrap();
+    let err = redlock.acquire(&["r"], TTL).await.unwrap_err();
+    let attempts: Vec<_> = err.failure().unwrap().attempts.iter().cloned().collect();
+    assert_eq!(attempts.len(), 4);
+    let gaps: Vec<Duration> = attempts
+        .windows(2)
+        .map(|pair| pair[1].started - pair[0].started)
+        .collect();
+    assert!(gaps[0] < Duration::from_millis(10), "{gaps:?}");
+    assert!(
+        gaps[1..].iter().all(|&g| g == Duration::from_millis(200)),
+        "{gaps:?}"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn retries_count_and_delay_with_jitter_bounds() {
     let nodes = nodes(3);
@@ -183,6 +213,8 @@ async fn retries_count_and_delay_with_jitter_bounds() {
         .retry_count(5)
         .retry_delay(Duration::from_millis(200))
         .retry_jitter(Duration::from_millis(100))
+        // The timer alone (wake-on-release retries once at once; see below).
+        .wake_on_release(false)
         .build()
         .unwrap();
     let err = redlock.acquire(&["r"], TTL).await.unwrap_err();

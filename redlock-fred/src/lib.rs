@@ -123,15 +123,16 @@
 //! # Wake-on-release
 //!
 //! With [`Settings::wake_on_release`](redlock_core::Settings::wake_on_release)
-//! on, a backend built by this crate starts, on the first
+//! (the default), a backend built by this crate starts, on the first
 //! [`watch_releases`](LockBackend::watch_releases), a fred
 //! [`SubscriberClient`](fred::clients::SubscriberClient) on a connection of its
-//! own (same configuration) that subscribes to `redlock:released:*` and
-//! resubscribes after reconnections; a waiter then retries the moment the
-//! holder releases instead of after its retry delay. Works on standalone nodes
-//! and on a cluster (published messages reach every cluster node). A backend
-//! made by [`FredBackend::new`] answers [`ErrorKind::Unsupported`], and its
-//! waiters keep the retry delay.
+//! own (same configuration). It subscribes to the release channels of the
+//! resources this process waits on, only while it waits (`SSUBSCRIBE` on a
+//! cluster, so each message stays on its resource's shard), and resubscribes
+//! after reconnections; a waiter then retries the moment the holder releases
+//! instead of after its retry delay. A backend made by [`FredBackend::new`]
+//! answers [`ErrorKind::Unsupported`], and its waiters keep the retry delay.
+//! [`FredBackend::wake_messages`] counts the messages received.
 //!
 //! # Bring your own client
 //!
@@ -235,6 +236,15 @@ impl<C: ClientLike> FredBackend<C> {
             .options()
             .timeout
             .unwrap_or(DEFAULT_COMMAND_TIMEOUT)
+    }
+
+    /// How many release notifications this backend's subscription has
+    /// received so far (wake-on-release; 0 before its first watch). The
+    /// subscription follows the waiters of this process, so while nothing
+    /// here waits, this does not move, however busy other processes' locks
+    /// are.
+    pub fn wake_messages(&self) -> u64 {
+        self.releases.as_ref().map_or(0, ReleaseWatch::received)
     }
 
     /// The underlying fred client, e.g. to run other commands on the node.
@@ -416,6 +426,13 @@ impl<C: ClientLike + 'static> LockBackend for FredBackend<C> {
                 "wake-on-release needs a backend built by FredBackend::connect, \
                  connect_cluster or from_config; waiters fall back to the retry delay",
             )),
+        }
+    }
+
+    async fn unwatch_releases(&self) -> Result<(), BackendError> {
+        match &self.releases {
+            Some(releases) => releases.unwatch(self.command_timeout()).await,
+            None => Ok(()),
         }
     }
 

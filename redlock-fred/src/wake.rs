@@ -1,28 +1,33 @@
-//! Wake-on-release: one pattern subscription per backend.
+//! Wake-on-release: subscriptions that follow the waiters.
 //!
-//! With [`Settings::wake_on_release`](redlock_core::Settings::wake_on_release),
-//! a release publishes on `redlock:released:<resource>` (the core's release
-//! script does it, with the channels in the extra arguments this backend
-//! forwards like any others), and an acquisition that found a resource held
-//! asks each node to [watch](redlock_core::LockBackend::watch_releases) those
-//! channels.
+//! With [`Settings::wake_on_release`](redlock_core::Settings::wake_on_release)
+//! (the default), a release announces each resource on its channel (the
+//! core's release script does it, with the channels in the extra arguments
+//! this backend forwards like any others), and an acquisition that found a
+//! resource held asks each node to
+//! [watch](redlock_core::LockBackend::watch_releases) those channels.
 //!
 //! A backend built by this crate answers by starting, on the first watch, a
 //! fred [`SubscriberClient`] with the same configuration (a connection of its
-//! own: a subscribed connection cannot run scripts) that subscribes once to
-//! `PSUBSCRIBE redlock:released:*` and resubscribes by itself after a
+//! own: a subscribed connection cannot run scripts). It subscribes to the
+//! channels of the resources this process waits on: `SUBSCRIBE` on a
+//! standalone node, `SSUBSCRIBE` on a Redis Cluster (each channel hashes to
+//! its resource's slot, so fred sends it to the shard that owns the lock and
+//! the release's `SPUBLISH` stays there). fred resubscribes by itself after a
 //! reconnection. Each message goes to a [`ReleaseHub`], which wakes the
-//! acquisitions waiting on that channel. A lost message costs a waiter at most
-//! its retry delay, which the core keeps as the fallback.
+//! acquisitions waiting on that channel; the hub also decides what to drop
+//! once no acquisition of this process waits on a channel any more
+//! ([`unwatch_releases`](redlock_core::LockBackend::unwatch_releases)). A lost
+//! message costs a waiter at most its retry delay, which the core keeps as
+//! the fallback.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fred::clients::SubscriberClient;
 use fred::interfaces::{ClientLike, EventInterface, PubsubInterface};
 use fred::types::{Builder, ConnectHandle};
-use redlock_core::wake::{ReleaseHub, ReleaseWaker, RELEASE_CHANNEL_PATTERN};
+use redlock_core::wake::{ReleaseHub, ReleaseWaker};
 use redlock_core::BackendError;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::task::JoinHandle;
@@ -32,13 +37,14 @@ use crate::errors::map_error;
 /// The subscription side of one backend.
 pub(crate) struct ReleaseWatch {
     builder: Builder,
+    /// Shard channels (`SSUBSCRIBE`) on a cluster, classic ones otherwise.
+    sharded: bool,
     hub: ReleaseHub,
     subscriber: Mutex<Option<Arc<Subscriber>>>,
 }
 
 struct Subscriber {
     client: SubscriberClient,
-    subscribed: AtomicBool,
     tasks: [JoinHandle<()>; 2],
     connection: ConnectHandle,
 }
@@ -52,19 +58,55 @@ impl Drop for Subscriber {
     }
 }
 
+impl Subscriber {
+    /// One command for a node; one per channel on a cluster, where the
+    /// channels of different locks live in different slots.
+    async fn subscribe(
+        &self,
+        channels: &[String],
+        sharded: bool,
+    ) -> Result<(), fred::error::Error> {
+        if !sharded {
+            return self.client.subscribe(channels.to_vec()).await;
+        }
+        for channel in channels {
+            self.client.ssubscribe(channel.as_str()).await?;
+        }
+        Ok(())
+    }
+
+    async fn unsubscribe(
+        &self,
+        channels: &[String],
+        sharded: bool,
+    ) -> Result<(), fred::error::Error> {
+        if !sharded {
+            return self.client.unsubscribe(channels.to_vec()).await;
+        }
+        for channel in channels {
+            self.client.sunsubscribe(channel.as_str()).await?;
+        }
+        Ok(())
+    }
+}
+
 impl ReleaseWatch {
     /// Nothing is opened until the first watch; `builder` is the lock
     /// client's, settings included.
     pub(crate) fn new(builder: Builder) -> Self {
+        let sharded = builder
+            .get_config()
+            .is_some_and(|config| config.server.is_clustered());
         ReleaseWatch {
             builder,
+            sharded,
             hub: ReleaseHub::new(),
             subscriber: Mutex::new(None),
         }
     }
 
-    /// Registers `waker`, and subscribes unless subscribed already, waiting
-    /// at most `timeout` (the backend's command timeout) for the subscription.
+    /// Registers `waker`, and returns once the node listens on `channels`,
+    /// waiting at most `timeout` (the backend's command timeout).
     pub(crate) async fn watch(
         &self,
         channels: &[String],
@@ -72,19 +114,52 @@ impl ReleaseWatch {
         timeout: Duration,
     ) -> Result<(), BackendError> {
         self.hub.register(channels, waker);
-        let subscriber = self.subscriber()?;
-        if subscriber.subscribed.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        // Until the first PSUBSCRIBE succeeds, every watch tries it; after
-        // that the client resubscribes on its own after a reconnection.
-        let subscribe = subscriber.client.psubscribe(RELEASE_CHANNEL_PATTERN);
-        match tokio::time::timeout(timeout, subscribe).await {
-            Ok(Ok(())) => {
-                subscriber.subscribed.store(true, Ordering::Release);
-                Ok(())
+        self.apply(channels, timeout).await
+    }
+
+    /// Drops the channels no live waiter needs, waiting at most `timeout`.
+    pub(crate) async fn unwatch(&self, timeout: Duration) -> Result<(), BackendError> {
+        self.apply(&[], timeout).await
+    }
+
+    /// How many release messages the subscription delivered.
+    pub(crate) fn received(&self) -> u64 {
+        self.hub.received()
+    }
+
+    /// Applies the hub's changes, and subscribes to `renew` again (a no-op
+    /// for the server, which makes fred notice a broken connection).
+    async fn apply(&self, renew: &[String], timeout: Duration) -> Result<(), BackendError> {
+        let work = async {
+            let mut changes = self.hub.changes().await;
+            if changes.is_empty() && renew.is_empty() {
+                return Ok(());
             }
-            Ok(Err(error)) => Err(map_error(error)),
+            let subscriber = self.subscriber()?;
+            if !changes.to_unsubscribe().is_empty() {
+                subscriber
+                    .unsubscribe(changes.to_unsubscribe(), self.sharded)
+                    .await
+                    .map_err(map_error)?;
+                changes.unsubscribed();
+            }
+            let mut subscribe = changes.to_subscribe().to_vec();
+            for channel in renew {
+                if !subscribe.contains(channel) {
+                    subscribe.push(channel.clone());
+                }
+            }
+            if !subscribe.is_empty() {
+                subscriber
+                    .subscribe(&subscribe, self.sharded)
+                    .await
+                    .map_err(map_error)?;
+                changes.subscribed();
+            }
+            Ok(())
+        };
+        match tokio::time::timeout(timeout, work).await {
+            Ok(result) => result,
             Err(_) => Err(BackendError::timeout(timeout)),
         }
     }
@@ -113,7 +188,6 @@ impl ReleaseWatch {
         let connection = client.connect();
         let subscriber = Arc::new(Subscriber {
             client,
-            subscribed: AtomicBool::new(false),
             tasks: [listener, resubscriber],
             connection,
         });

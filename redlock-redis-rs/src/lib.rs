@@ -99,13 +99,16 @@
 //! # Wake-on-release
 //!
 //! With [`Settings::wake_on_release`](redlock_core::Settings::wake_on_release)
-//! on, a backend built by [`RedisBackend::connect`] opens a second, RESP3
-//! connection on its first watch and subscribes it to the core's release
-//! channels, so a waiter retries the moment the holder releases instead of
-//! after its retry delay. The lock connection keeps the protocol you chose. A
-//! backend from [`RedisBackend::new`] and a cluster backend answer
-//! [`ErrorKind::Unsupported`] for the watch; their waiters fall back to the
-//! retry delay, and releases still publish.
+//! (the default), a backend built by [`RedisBackend::connect`] opens a
+//! second, RESP3 connection on its first watch and subscribes it to the
+//! release channels of the resources this process waits on, and only while
+//! it waits; a cluster backend does the same with a second cluster
+//! connection and `SSUBSCRIBE`, so each message stays on its resource's
+//! shard. A waiter retries the moment the holder releases instead of after
+//! its retry delay. The lock connection keeps the protocol you chose. A
+//! backend from [`RedisBackend::new`] answers [`ErrorKind::Unsupported`] for
+//! the watch; its waiters fall back to the retry delay.
+//! [`RedisBackend::wake_messages`] counts the messages received.
 //!
 //! # Runtimes and features
 //!
@@ -216,6 +219,15 @@ where
         }
     }
 
+    /// How many release notifications this backend's subscription has
+    /// received so far (wake-on-release; 0 before its first watch). The
+    /// subscription follows the waiters of this process, so while nothing
+    /// here waits, this does not move, however busy other processes' locks
+    /// are.
+    pub fn wake_messages(&self) -> u64 {
+        self.releases.as_ref().map_or(0, |watch| watch.received())
+    }
+
     /// The connection this backend sends its scripts on.
     pub fn connection(&self) -> &C {
         &self.conn
@@ -307,7 +319,7 @@ impl RedisBackend<ConnectionManager> {
         let info = url.into_connection_info().map_err(backend_error)?;
         let name = describe_info(&info);
         check_runtime()?;
-        let releases = wake::ReleaseWatch::new(&info, &config);
+        let releases = wake::ReleaseWatch::node(&info, &config);
         let client = redis::Client::open(info).map_err(backend_error)?;
         let conn =
             ConnectionManager::new_lazy_with_config(client, config).map_err(backend_error)?;
@@ -345,30 +357,36 @@ impl RedisBackend<redis::cluster_async::ClusterConnection> {
                 .join(", ")
         );
         check_runtime()?;
-        // Classic pub/sub messages travel the cluster bus to every node, so a
-        // pattern subscription on the first seed node hears every release.
-        // If that node is down, waiters fall back to their retry delay.
-        let releases = infos
-            .first()
-            .map(|info| Arc::new(wake::ReleaseWatch::new(info, &lock_config())));
-        let client = redis::cluster::ClusterClient::builder(infos)
-            .connection_timeout(CONNECTION_TIMEOUT)
-            .response_timeout(RESPONSE_TIMEOUT)
-            .retries(3)
-            .min_retry_wait(5)
-            .max_retry_wait(50)
-            .retry_wait_formula(5, 2)
-            .build()
-            .map_err(backend_error)?;
-        // The config passed here overrides the builder's timeouts, so repeat them.
-        let config = redis::cluster::ClusterConfig::new()
-            .set_connection_timeout(CONNECTION_TIMEOUT)
-            .set_response_timeout(RESPONSE_TIMEOUT);
-        let conn = client.get_pending_async_connection_with_config(config);
+        let releases = Some(Arc::new(wake::ReleaseWatch::cluster(infos.clone())));
+        let client = cluster_builder(infos).build().map_err(backend_error)?;
+        let conn = client.get_pending_async_connection_with_config(cluster_config());
         let mut backend = RedisBackend::new(conn, name);
         backend.releases = releases;
         Ok(backend)
     }
+}
+
+/// The cluster client settings of the lock connection and of the release
+/// subscription: short timeouts, and a few short retries for redirections
+/// while the cluster reshards.
+#[cfg(feature = "cluster")]
+pub(crate) fn cluster_builder(infos: Vec<ConnectionInfo>) -> redis::cluster::ClusterClientBuilder {
+    redis::cluster::ClusterClient::builder(infos)
+        .connection_timeout(CONNECTION_TIMEOUT)
+        .response_timeout(RESPONSE_TIMEOUT)
+        .retries(3)
+        .min_retry_wait(5)
+        .max_retry_wait(50)
+        .retry_wait_formula(5, 2)
+}
+
+/// The per-connection config to go with [`cluster_builder`]: it overrides
+/// the builder's timeouts, so it repeats them.
+#[cfg(feature = "cluster")]
+pub(crate) fn cluster_config() -> redis::cluster::ClusterConfig {
+    redis::cluster::ClusterConfig::new()
+        .set_connection_timeout(CONNECTION_TIMEOUT)
+        .set_response_timeout(RESPONSE_TIMEOUT)
 }
 
 /// A password-free name for a node: scheme, address and database.
@@ -435,6 +453,13 @@ where
                 "wake-on-release needs a backend built by RedisBackend::connect or \
                  connect_cluster (one built from a connection falls back to the retry delay)",
             )),
+        }
+    }
+
+    async fn unwatch_releases(&self) -> Result<(), BackendError> {
+        match &self.releases {
+            Some(watch) => watch.unwatch().await,
+            None => Ok(()),
         }
     }
 

@@ -71,6 +71,8 @@ macro_rules! conformance_cases {
                 "racing owners get strictly rising tokens while a far-ahead node is down, then back with a minority lagging";
             wake_on_release => "3", [], [WAKE_ON_RELEASE],
                 "a 5 s retry delay is cut short by the release";
+            wake_follows_interest => "1", [PubSub], [WAKE_ON_RELEASE],
+                "defaults: a lock nobody waits for publishes nothing; a waiter's channel is subscribed while it waits, and dropped with its release";
         }
     };
 }

@@ -87,3 +87,98 @@ pub async fn wake_on_release<F: Fixture>(fixture: &F) {
     assert!(got.release().await.expect("release").was_held());
     case.finish().await;
 }
+
+/// Wake-on-release with default settings follows interest, seen from a real
+/// node: the release of a lock nobody waits for publishes nothing; a waiter
+/// subscribes to its resource's channel while it waits, and the holder's
+/// release is published to it; once it has the lock and releases it, nobody
+/// listens on the channel any more.
+pub async fn wake_follows_interest<F: Fixture>(fixture: &F) {
+    let Some(case) = Case::start(fixture, "wake_follows_interest", 1) else {
+        return;
+    };
+    let key = case.key("resource");
+    let channel = release_channel(&key);
+    let probe = case.redis(0);
+    let listeners = || {
+        let reply: Vec<redis::Value> =
+            probe.query(redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel));
+        match reply.get(1) {
+            Some(redis::Value::Int(n)) => *n,
+            other => panic!("PUBSUB NUMSUB {channel} answered {other:?}"),
+        }
+    };
+    let holder = build(case.builder().await);
+    let waiter = build(
+        case.builder()
+            .await
+            .retry_count(10)
+            .retry_delay(Duration::from_secs(5))
+            .retry_jitter(Duration::ZERO),
+    );
+
+    let lock = expect_lock(
+        holder.acquire(&[&key], Duration::from_secs(10)).await,
+        "the uncontended lock",
+    );
+    assert!(lock.release().await.expect("release").was_held());
+    assert_eq!(
+        probe.command_calls("publish"),
+        0,
+        "the release of a lock nobody waits for published a message"
+    );
+    assert_eq!(
+        listeners(),
+        0,
+        "nobody waits, yet someone listens on {channel}"
+    );
+
+    let lock = expect_lock(
+        holder.acquire(&[&key], Duration::from_secs(10)).await,
+        "the holder",
+    );
+    let hold = async {
+        within(Duration::from_secs(5), "the waiter's subscription", async {
+            while listeners() == 0 {
+                sleep(Duration::from_millis(5)).await;
+            }
+        })
+        .await;
+        assert_eq!(listeners(), 1, "one waiting process, one subscription");
+        assert!(lock
+            .release()
+            .await
+            .expect("the holder's release")
+            .was_held());
+    };
+    let resources = [&key];
+    let wait = waiter.acquire(&resources, Duration::from_secs(10));
+    let ((), got) = within(
+        Duration::from_secs(20),
+        "the wake-on-release race",
+        futures::future::join(hold, wait),
+    )
+    .await;
+    let got = expect_lock(got, "the waiter");
+    assert_eq!(
+        probe.command_calls("publish"),
+        1,
+        "the holder's release, and only it, was published"
+    );
+    assert!(got
+        .release()
+        .await
+        .expect("the waiter's release")
+        .was_held());
+    within(
+        Duration::from_secs(5),
+        "the waiter's unsubscription",
+        async {
+            while listeners() != 0 {
+                sleep(Duration::from_millis(5)).await;
+            }
+        },
+    )
+    .await;
+    case.finish().await;
+}
