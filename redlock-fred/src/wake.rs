@@ -13,8 +13,8 @@
 //! channels of the resources this process waits on: `SUBSCRIBE` on a
 //! standalone node, `SSUBSCRIBE` on a Redis Cluster (each channel hashes to
 //! its resource's slot, so fred sends it to the shard that owns the lock and
-//! the release's `SPUBLISH` stays there). fred resubscribes by itself after a
-//! reconnection. Each message goes to a [`ReleaseHub`], which wakes the
+//! the release's `SPUBLISH` stays there). After a reconnection it subscribes
+//! again to the channels still waited on. Each message goes to a [`ReleaseHub`], which wakes the
 //! acquisitions waiting on that channel; the hub also decides what to drop
 //! once no acquisition of this process waits on a channel any more
 //! ([`unwatch_releases`](redlock_core::LockBackend::unwatch_releases)). A lost
@@ -58,36 +58,35 @@ impl Drop for Subscriber {
     }
 }
 
-impl Subscriber {
-    /// One command for a node; one per channel on a cluster, where the
-    /// channels of different locks live in different slots.
-    async fn subscribe(
-        &self,
-        channels: &[String],
-        sharded: bool,
-    ) -> Result<(), fred::error::Error> {
-        if !sharded {
-            return self.client.subscribe(channels.to_vec()).await;
-        }
-        for channel in channels {
-            self.client.ssubscribe(channel.as_str()).await?;
-        }
-        Ok(())
+/// One command for a node; one per channel on a cluster, where the channels
+/// of different locks live in different slots.
+async fn subscribe(
+    client: &SubscriberClient,
+    channels: &[String],
+    sharded: bool,
+) -> Result<(), fred::error::Error> {
+    if !sharded {
+        return client.subscribe(channels.to_vec()).await;
     }
+    for channel in channels {
+        client.ssubscribe(channel.as_str()).await?;
+    }
+    Ok(())
+}
 
-    async fn unsubscribe(
-        &self,
-        channels: &[String],
-        sharded: bool,
-    ) -> Result<(), fred::error::Error> {
-        if !sharded {
-            return self.client.unsubscribe(channels.to_vec()).await;
-        }
-        for channel in channels {
-            self.client.sunsubscribe(channel.as_str()).await?;
-        }
-        Ok(())
+/// As [`subscribe`], the other way.
+async fn unsubscribe(
+    client: &SubscriberClient,
+    channels: &[String],
+    sharded: bool,
+) -> Result<(), fred::error::Error> {
+    if !sharded {
+        return client.unsubscribe(channels.to_vec()).await;
     }
+    for channel in channels {
+        client.sunsubscribe(channel.as_str()).await?;
+    }
+    Ok(())
 }
 
 impl ReleaseWatch {
@@ -137,21 +136,19 @@ impl ReleaseWatch {
             }
             let subscriber = self.subscriber()?;
             if !changes.to_unsubscribe().is_empty() {
-                subscriber
-                    .unsubscribe(changes.to_unsubscribe(), self.sharded)
+                unsubscribe(&subscriber.client, changes.to_unsubscribe(), self.sharded)
                     .await
                     .map_err(map_error)?;
                 changes.unsubscribed();
             }
-            let mut subscribe = changes.to_subscribe().to_vec();
+            let mut channels = changes.to_subscribe().to_vec();
             for channel in renew {
-                if !subscribe.contains(channel) {
-                    subscribe.push(channel.clone());
+                if !channels.contains(channel) {
+                    channels.push(channel.clone());
                 }
             }
-            if !subscribe.is_empty() {
-                subscriber
-                    .subscribe(&subscribe, self.sharded)
+            if !channels.is_empty() {
+                subscribe(&subscriber.client, &channels, self.sharded)
                     .await
                     .map_err(map_error)?;
                 changes.subscribed();
@@ -184,7 +181,29 @@ impl ReleaseWatch {
                 }
             }
         });
-        let resubscriber = client.manage_subscriptions();
+        // Not fred's `manage_subscriptions`: it resubscribes to the set it
+        // read when the (re)connection event came, which can land after an
+        // unsubscribe we sent meanwhile and bring the channel back for good.
+        // Ours takes the hub's turn, so it is ordered with our changes.
+        let resubscriber = {
+            let mut reconnections = client.reconnect_rx();
+            let (client, hub, sharded) = (client.clone(), self.hub.clone(), self.sharded);
+            tokio::spawn(async move {
+                loop {
+                    match reconnections.recv().await {
+                        Ok(_) | Err(RecvError::Lagged(_)) => {
+                            let _turn = hub.changes().await;
+                            let channels = hub.subscribed();
+                            if !channels.is_empty() {
+                                // A failure leaves waiters on their retry delay.
+                                let _ = subscribe(&client, &channels, sharded).await;
+                            }
+                        }
+                        Err(RecvError::Closed) => break,
+                    }
+                }
+            })
+        };
         let connection = client.connect();
         let subscriber = Arc::new(Subscriber {
             client,

@@ -61,6 +61,8 @@ macro_rules! conformance_cases {
                 "tagged keys acquired, extended, released; fencing tokens on a cluster when fencing is declared";
             cluster_cross_slot_rejected => "cluster", [Cluster], [CLUSTER],
                 "`Rejected` with `CrossSlot`, no retries, nothing written";
+            cluster_wake_is_sharded => "cluster", [Cluster], [CLUSTER, WAKE_ON_RELEASE],
+                "a waiter's `SSUBSCRIBE` on the slot's master, the release's `SPUBLISH` there, no classic `PUBLISH`";
             contention => "3", [], [],
                 "4 owners, 10 rounds each: no lost update, no overlap, real contention";
             bad_input_reaches_no_node => "1", [], [],

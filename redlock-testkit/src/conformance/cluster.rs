@@ -2,10 +2,11 @@
 
 use std::time::Duration;
 
+use redlock_core::wake::release_channel;
 use redlock_core::{ErrorKind, RedlockBuilder};
 
 use super::case::{assert_rejected, assert_ttl_in, expect_lock, glob_escape, runnable};
-use super::support::{build, fast_builder, unique_prefix, within};
+use super::support::{build, fast_builder, sleep, unique_prefix, within};
 use crate::fixture::Fixture;
 use crate::probe::ClusterProbe;
 use crate::server::RedisCluster;
@@ -190,5 +191,103 @@ pub async fn cluster_cross_slot_rejected<F: Fixture>(fixture: &F) {
             "a rejected cross-slot acquire writes nothing ({what})"
         );
     }
+    case.finish();
+}
+
+/// Wake-on-release on a cluster stays on the resource's shard: a waiter
+/// subscribes (`SSUBSCRIBE`) on the master that owns the resource's slot,
+/// chosen on another master than the first seed node; the holder's release
+/// is sent there by `SPUBLISH`; no classic `PUBLISH` (which the cluster bus
+/// broadcasts to every node) is sent; and once the waiter has released, no
+/// master lists a subscriber.
+pub async fn cluster_wake_is_sharded<F: Fixture>(fixture: &F) {
+    let Some(case) = ClusterCase::start(fixture, "cluster_wake_is_sharded") else {
+        return;
+    };
+    let masters = case.probe.masters();
+    let key = (0..1000)
+        .map(|i| format!("{}:w{i}", case.prefix))
+        .find(|k| case.probe.owner_of(k) != 0)
+        .unwrap_or_else(|| panic!("no key of 1000 lives off the first master"));
+    let owner = &masters[case.probe.owner_of(&key)];
+    let channel = release_channel(&key);
+    let listeners = |probe: &crate::probe::Probe, kind: &str| {
+        let reply: Vec<redis::Value> = probe.query(redis::cmd("PUBSUB").arg(kind).arg(&channel));
+        match reply.get(1) {
+            Some(redis::Value::Int(n)) => *n,
+            other => panic!("PUBSUB {kind} {channel} answered {other:?}"),
+        }
+    };
+    let holder = build(case.builder().await);
+    let waiter = build(
+        case.builder()
+            .await
+            .retry_count(10)
+            .retry_delay(Duration::from_secs(5))
+            .retry_jitter(Duration::ZERO),
+    );
+    let lock = expect_lock(
+        holder.acquire(&[&key], Duration::from_secs(10)).await,
+        "the holder",
+    );
+    let hold = async {
+        within(
+            Duration::from_secs(5),
+            "the waiter's shard subscription",
+            async {
+                while listeners(owner, "SHARDNUMSUB") == 0 {
+                    sleep(Duration::from_millis(5)).await;
+                }
+            },
+        )
+        .await;
+        assert!(lock
+            .release()
+            .await
+            .expect("the holder's release")
+            .was_held());
+    };
+    let resources = [&key];
+    let wait = waiter.acquire(&resources, Duration::from_secs(10));
+    let ((), got) = within(
+        Duration::from_secs(20),
+        "the wake-on-release race",
+        futures::future::join(hold, wait),
+    )
+    .await;
+    let got = expect_lock(got, "the waiter");
+    assert!(got
+        .release()
+        .await
+        .expect("the waiter's release")
+        .was_held());
+    assert!(
+        owner.command_calls("spublish") >= 1,
+        "the release was not sent by SPUBLISH on the slot's master"
+    );
+    for master in masters {
+        assert_eq!(
+            master.command_calls("publish"),
+            0,
+            "a classic PUBLISH reached {} (broadcast over the cluster bus)",
+            master.url()
+        );
+        assert_eq!(
+            listeners(master, "NUMSUB"),
+            0,
+            "a classic subscription on {}",
+            master.url()
+        );
+    }
+    within(
+        Duration::from_secs(5),
+        "the waiter's shard unsubscription",
+        async {
+            while listeners(owner, "SHARDNUMSUB") != 0 {
+                sleep(Duration::from_millis(5)).await;
+            }
+        },
+    )
+    .await;
     case.finish();
 }

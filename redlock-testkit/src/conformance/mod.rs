@@ -73,7 +73,9 @@ pub use basics::{
     overlapping_multi_locks, release_and_extend_only_by_owner, release_of_expired_lock,
 };
 pub use case::skip_reason;
-pub use cluster::{cluster_cross_slot_rejected, cluster_hash_tagged_multi_resource};
+pub use cluster::{
+    cluster_cross_slot_rejected, cluster_hash_tagged_multi_resource, cluster_wake_is_sharded,
+};
 pub use contention::contention;
 pub use faults::{
     node_restart_with_persistence, password_in_url, paused_node_times_out,
