@@ -128,7 +128,7 @@ impl<'a> Acquisition<'a> {
             }
             // Undo any partial lock before the next attempt (or before failing).
             self.engine
-                .release_round(&self.resources, &self.value, &settings, Targets::All)
+                .release_round(&self.resources, &self.value, &settings, Targets::All, false)
                 .await;
             let outcome = self
                 .attempts

@@ -235,7 +235,7 @@ impl Lock {
             };
             let attempt = held
                 .engine
-                .release_round(&held.resources, &held.value, settings, targets)
+                .release_round(&held.resources, &held.value, settings, targets, true)
                 .await;
             retry.clear();
             for node in &attempt.nodes {

@@ -362,25 +362,29 @@ impl Engine {
     }
 
     /// A release round over `targets`, awaiting every node up to the per-node
-    /// timeout. With wake-on-release the release also publishes, one channel
-    /// per resource, where someone listens. If a waiting acquisition ended
-    /// since the last release, the subscriptions it leaves unused are
-    /// dropped alongside.
+    /// timeout. With wake-on-release and `announce`, the release also
+    /// publishes, one channel per resource, where someone listens. The undo
+    /// of a failed attempt does not announce: it would wake the waiters of
+    /// this very process (its own subscription included) for a lock that
+    /// was never granted, and racing waiters would wake each other. If a
+    /// waiting acquisition ended since the last release, the subscriptions it
+    /// leaves unused are dropped alongside.
     pub(crate) async fn release_round(
         &self,
         resources: &[String],
         value: &str,
         settings: &Settings,
         targets: Targets<'_>,
+        announce: bool,
     ) -> Attempt {
         // A replaced release script runs as given: it does not publish.
-        let (script, channels) = if settings.wake_on_release && self.scripts.release().is_builtin()
-        {
-            let channels: Vec<String> = resources.iter().map(|r| release_channel(r)).collect();
-            (self.scripts.release_notify(), channels)
-        } else {
-            (self.scripts.release(), Vec::new())
-        };
+        let (script, channels) =
+            if announce && settings.wake_on_release && self.scripts.release().is_builtin() {
+                let channels: Vec<String> = resources.iter().map(|r| release_channel(r)).collect();
+                (self.scripts.release_notify(), channels)
+            } else {
+                (self.scripts.release(), Vec::new())
+            };
         let request =
             Request::new(resources, value, Duration::ZERO, script).with_extra_args(&channels);
         let started = self.now();
