@@ -269,7 +269,8 @@ impl Engine {
 
     /// If a waiting acquisition ended since the last time, asks every node
     /// to drop the release subscriptions no live waiter needs, waiting at
-    /// most `timeout`. A node that fails keeps them until its next watch.
+    /// most `timeout`. If a node fails or is late, the next release asks
+    /// again.
     pub(crate) async fn unwatch(&self, timeout: Duration) {
         if !self.watch_ended.swap(false, Ordering::AcqRel) {
             return;
@@ -277,12 +278,18 @@ impl Engine {
         let calls = self.backends.iter().map(|b| b.unwatch_releases());
         let all = pin!(join_all(calls));
         let timer = self.runtime.sleep(timeout);
+        let mut done = false;
         if let Either::Left((results, _)) = select(all, timer).await {
+            done = true;
             for (node, result) in results.into_iter().enumerate() {
                 if let Err(error) = result {
+                    done = false;
                     tracing::debug!(node, %error, "node did not drop its release subscriptions");
                 }
             }
+        }
+        if !done {
+            self.watch_ended();
         }
     }
 

@@ -249,9 +249,15 @@ impl ReleaseHub {
 
     /// The subscription changes that bring the subscription in line with the
     /// live waiters. Waits its turn: one set of changes is applied at a time.
-    /// Apply them, then confirm with [`SubscriptionChanges::subscribed`] and
-    /// [`SubscriptionChanges::unsubscribed`]; changes not confirmed (the
-    /// command failed, or the future was dropped) are listed again next time.
+    ///
+    /// The channels to subscribe count as subscribed from here on: a
+    /// `SUBSCRIBE` that fails, or whose future is dropped on a timeout, may
+    /// still have reached the node, so they are listed for unsubscription
+    /// once nobody waits on them (unsubscribing from a channel one does not
+    /// listen on is harmless). A watch should subscribe to its own channels
+    /// in any case. Confirm an unsubscription with
+    /// [`SubscriptionChanges::unsubscribed`]; one not confirmed is listed
+    /// again next time.
     pub async fn changes(&self) -> SubscriptionChanges<'_> {
         let turn = self.inner.turn.lock().await;
         let mut state = self.state();
@@ -260,7 +266,7 @@ impl ReleaseHub {
             waiters,
             subscribed,
         } = &*state;
-        let subscribe = waiters
+        let subscribe: Vec<String> = waiters
             .keys()
             .filter(|c| !subscribed.contains(*c))
             .cloned()
@@ -270,6 +276,7 @@ impl ReleaseHub {
             .filter(|c| !waiters.contains_key(*c))
             .cloned()
             .collect();
+        state.subscribed.extend(subscribe.iter().cloned());
         drop(state);
         SubscriptionChanges {
             hub: self,
@@ -289,7 +296,8 @@ impl ReleaseHub {
         self.len() == 0
     }
 
-    /// The channels the subscription listens on, as confirmed.
+    /// The channels the subscription may listen on: those it was asked to
+    /// subscribe to, less those it confirmed it dropped.
     pub fn subscribed(&self) -> Vec<String> {
         let mut channels: Vec<String> = self.state().subscribed.iter().cloned().collect();
         channels.sort();
@@ -321,13 +329,6 @@ impl SubscriptionChanges<'_> {
     /// Whether there is nothing to do.
     pub fn is_empty(&self) -> bool {
         self.subscribe.is_empty() && self.unsubscribe.is_empty()
-    }
-
-    /// Confirms that the subscription now listens on
-    /// [`to_subscribe`](Self::to_subscribe).
-    pub fn subscribed(&mut self) {
-        let channels = std::mem::take(&mut self.subscribe);
-        self.hub.state().subscribed.extend(channels);
     }
 
     /// Confirms that the subscription no longer listens on
@@ -396,9 +397,7 @@ mod tests {
         let first = ReleaseWait::new();
         hub.register(&[a.clone()], &first.waker());
         assert_eq!(changes(&hub), (vec![a.clone()], vec![]));
-        // Not confirmed (the SUBSCRIBE failed): listed again.
-        assert_eq!(changes(&hub), (vec![a.clone()], vec![]));
-        futures::executor::block_on(hub.changes()).subscribed();
+        // Asked once, it counts as subscribed (even if the SUBSCRIBE failed).
         assert_eq!(hub.subscribed(), [a.clone()]);
         assert_eq!(changes(&hub), none, "subscribed already");
         // A second waiter on the same channel changes nothing; another
@@ -406,7 +405,6 @@ mod tests {
         let second = ReleaseWait::new();
         hub.register(&[a.clone(), b.clone()], &second.waker());
         assert_eq!(changes(&hub), (vec![b.clone()], vec![]));
-        futures::executor::block_on(hub.changes()).subscribed();
         // `a` is dropped only once neither waiter waits on it.
         drop(first);
         assert_eq!(changes(&hub), none);
@@ -414,6 +412,8 @@ mod tests {
         let mut both = changes(&hub).1;
         both.sort();
         assert_eq!(both, [a.clone(), b.clone()]);
+        // Not confirmed (the UNSUBSCRIBE failed): listed again.
+        assert_eq!(changes(&hub).1.len(), 2);
         futures::executor::block_on(hub.changes()).unsubscribed();
         assert!(hub.subscribed().is_empty());
         assert_eq!(changes(&hub), none);

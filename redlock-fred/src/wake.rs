@@ -151,7 +151,6 @@ impl ReleaseWatch {
                 subscribe(&subscriber.client, &channels, self.sharded)
                     .await
                     .map_err(map_error)?;
-                changes.subscribed();
             }
             Ok(())
         };

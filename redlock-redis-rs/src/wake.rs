@@ -162,7 +162,6 @@ impl ReleaseWatch {
         }
         if !subscribe.is_empty() {
             conn.subscribe(&subscribe).await.map_err(backend_error)?;
-            changes.subscribed();
         }
         Ok(())
     }
