@@ -271,18 +271,20 @@ impl ReleaseHub {
             .filter(|c| !subscribed.contains(*c))
             .cloned()
             .collect();
-        let unsubscribe = subscribed
+        let unsubscribe: Vec<String> = subscribed
             .iter()
             .filter(|c| !waiters.contains_key(*c))
             .cloned()
             .collect();
         state.subscribed.extend(subscribe.iter().cloned());
+        let leaves_none = state.subscribed.len() == unsubscribe.len();
         drop(state);
         SubscriptionChanges {
             hub: self,
             _turn: turn,
             subscribe,
             unsubscribe,
+            leaves_none,
         }
     }
 
@@ -313,9 +315,19 @@ pub struct SubscriptionChanges<'a> {
     _turn: futures::lock::MutexGuard<'a, ()>,
     subscribe: Vec<String>,
     unsubscribe: Vec<String>,
+    leaves_none: bool,
 }
 
 impl SubscriptionChanges<'_> {
+    /// Whether, once applied, the subscription listens on no channel at all:
+    /// the backend may then close its subscription connection instead of
+    /// unsubscribing (the node forgets every subscription of a closed
+    /// connection, whatever a client library would resubscribe by itself),
+    /// and open a new one on the next watch.
+    pub fn leaves_none(&self) -> bool {
+        self.leaves_none
+    }
+
     /// Channels with a waiter that the subscription does not listen on yet.
     pub fn to_subscribe(&self) -> &[String] {
         &self.subscribe
@@ -408,7 +420,9 @@ mod tests {
         // `a` is dropped only once neither waiter waits on it.
         drop(first);
         assert_eq!(changes(&hub), none);
+        assert!(!futures::executor::block_on(hub.changes()).leaves_none());
         drop(second);
+        assert!(futures::executor::block_on(hub.changes()).leaves_none());
         let mut both = changes(&hub).1;
         both.sort();
         assert_eq!(both, [a.clone(), b.clone()]);

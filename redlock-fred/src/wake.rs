@@ -17,7 +17,8 @@
 //! again to the channels still waited on. Each message goes to a [`ReleaseHub`], which wakes the
 //! acquisitions waiting on that channel; the hub also decides what to drop
 //! once no acquisition of this process waits on a channel any more
-//! ([`unwatch_releases`](redlock_core::LockBackend::unwatch_releases)). A lost
+//! ([`unwatch_releases`](redlock_core::LockBackend::unwatch_releases)), and
+//! once none is left the subscriber is closed (the next watch starts anew). A lost
 //! message costs a waiter at most its retry delay, which the core keeps as
 //! the fallback.
 
@@ -132,6 +133,18 @@ impl ReleaseWatch {
         let work = async {
             let mut changes = self.hub.changes().await;
             if changes.is_empty() && renew.is_empty() {
+                return Ok(());
+            }
+            if changes.leaves_none() && renew.is_empty() {
+                // Nobody waits: close the subscriber, which drops its
+                // subscriptions on the node for sure.
+                let closed = self
+                    .subscriber
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .take();
+                drop(closed);
+                changes.unsubscribed();
                 return Ok(());
             }
             let subscriber = self.subscriber()?;

@@ -21,8 +21,10 @@
 //! The hub decides what to (un)subscribe: a channel is subscribed while some
 //! acquisition of this process waits on it, and dropped by the core's
 //! [`unwatch_releases`](redlock_core::LockBackend::unwatch_releases) once none
-//! does. Every watch subscribes to its channels again (a no-op for the
-//! server) so that a broken subscription connection is noticed and rebuilt.
+//! does; once no channel is left, the subscription connection is closed
+//! (the next watch opens a new one). Every watch subscribes to its channels
+//! again (a no-op for the server) so that a broken subscription connection
+//! is noticed and rebuilt.
 //! A lost message costs a waiter at most its retry delay, which the core
 //! keeps as the fallback, so correctness never depends on this path.
 
@@ -147,6 +149,14 @@ impl ReleaseWatch {
         if changes.is_empty() && renew.is_empty() {
             return Ok(());
         }
+        if changes.leaves_none() && renew.is_empty() {
+            // Nobody waits: close the subscription connection, which drops
+            // its subscriptions on the node for sure (redis-rs could replay
+            // one it tracked across a reconnection).
+            *self.slot() = None;
+            changes.unsubscribed();
+            return Ok(());
+        }
         let mut conn = self.subscription()?;
         if !changes.to_unsubscribe().is_empty() {
             conn.unsubscribe(changes.to_unsubscribe())
@@ -167,11 +177,14 @@ impl ReleaseWatch {
     }
 
     /// The subscription connection, built (lazily) on first use.
-    fn subscription(&self) -> Result<Subscription, BackendError> {
-        let mut slot = self
-            .subscription
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Subscription>> {
+        self.subscription
             .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn subscription(&self) -> Result<Subscription, BackendError> {
+        let mut slot = self.slot();
         if let Some(conn) = slot.as_ref() {
             return Ok(conn.clone());
         }

@@ -6,8 +6,13 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::clients::Client;
+use redlock_core::{Redlock, TokioRuntime};
+use redlock_fred::FredBackend;
+use redlock_redis_rs::RedisBackend;
+
+use super::clients::{Client, Impl};
 use super::measure::quantile;
+use super::BenchError;
 
 /// What one contended run measured.
 pub(crate) struct ContendedRun {
@@ -140,5 +145,93 @@ pub(crate) async fn contended(
             .filter(|_| sections > 0)
             .map(|a| a as f64 / sections as f64),
         gave_up,
+    }
+}
+
+/// A process that waits on nothing while others contend: its release
+/// subscription must receive no message (`wake_bystander_messages`).
+///
+/// Its subscription is opened first, by one wait of its own on another
+/// resource, so that a subscription that did not follow interest (one
+/// pattern for every release, as before) would count every release of the
+/// contended run.
+pub(crate) struct Bystander {
+    redlock: Redlock,
+    messages: Box<dyn Fn() -> u64 + Send + Sync>,
+}
+
+impl Bystander {
+    /// A bystander for implementation `which` (ours or fred; `None` for the
+    /// others, which have no subscription), warmed up by waiting once on
+    /// `warm_key` while `other` holds it.
+    pub(crate) async fn start(
+        which: Impl,
+        urls: &[String],
+        other: &Client,
+        warm_key: &str,
+    ) -> Result<Option<Bystander>, BenchError> {
+        let fail = |e: &dyn std::fmt::Display| {
+            BenchError::new(format!("{} bystander: {e}", which.label()))
+        };
+        let (builder, messages): (_, Box<dyn Fn() -> u64 + Send + Sync>) = match which {
+            Impl::Ours => {
+                let mut backends = Vec::with_capacity(urls.len());
+                for url in urls {
+                    let backend = RedisBackend::connect(url).await.map_err(|e| fail(&e))?;
+                    backends.push(Arc::new(backend));
+                }
+                let counted = backends.clone();
+                (
+                    Redlock::builder(backends),
+                    Box::new(move || counted.iter().map(|b| b.wake_messages()).sum()),
+                )
+            }
+            Impl::Fred => {
+                let mut backends = Vec::with_capacity(urls.len());
+                for url in urls {
+                    let backend = FredBackend::connect(url).await.map_err(|e| fail(&e))?;
+                    backends.push(Arc::new(backend));
+                }
+                let counted = backends.clone();
+                (
+                    Redlock::builder(backends),
+                    Box::new(move || counted.iter().map(|b| b.wake_messages()).sum()),
+                )
+            }
+            _ => return Ok(None),
+        };
+        let redlock = builder
+            .runtime(TokioRuntime)
+            .retry_count(100)
+            .build()
+            .map_err(|e| fail(&e))?;
+        let ttl = Duration::from_secs(10);
+        let held = other
+            .acquire(warm_key, ttl)
+            .await
+            .map_err(|e| fail(&format!("warm-up hold: {e}")))?;
+        let release_soon = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            other.release(held, warm_key).await
+        };
+        let resources = [warm_key];
+        let (got, released) = tokio::join!(redlock.acquire(&resources, ttl), release_soon);
+        released.map_err(|e| fail(&format!("warm-up release: {e}")))?;
+        let lock = got.map_err(|e| fail(&format!("warm-up wait: {e}")))?;
+        lock.release().await.map_err(|e| fail(&e))?;
+        if messages() == 0 {
+            return Err(fail(&"the warm-up wait received no release message"));
+        }
+        Ok(Some(Bystander { redlock, messages }))
+    }
+
+    /// Release messages received so far.
+    pub(crate) fn messages(&self) -> u64 {
+        (self.messages)()
+    }
+
+    /// Ends it (its connections close with it).
+    pub(crate) fn finish(self) {
+        drop(self.redlock);
     }
 }

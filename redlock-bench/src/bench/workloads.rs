@@ -9,7 +9,7 @@ use futures::future::join_all;
 use redis::aio::MultiplexedConnection;
 
 use super::clients::{Client, Impl};
-use super::contended::contended;
+use super::contended::{contended, Bystander};
 use super::measure::{self, cpu_time, cpu_time_of, quantile};
 use super::report::Results;
 use super::{BenchError, Options, Workload};
@@ -144,6 +144,9 @@ pub(crate) async fn bench_nodes(
                     }
                     Workload::Contended if which.contends() => {
                         let key = format!("bench:c:{}:{rep}", which.key());
+                        let warm_key = format!("bench:c:bystander:{}:{rep}", which.key());
+                        let bystander = Bystander::start(which, urls, client, &warm_key).await?;
+                        let before = bystander.as_ref().map(Bystander::messages);
                         let run = contended(
                             client.clone(),
                             key,
@@ -168,6 +171,11 @@ pub(crate) async fn bench_nodes(
                         results.push("contended_gave_up", which, n, run.gave_up as f64);
                         if let Some(a) = run.attempts_per_acquire {
                             results.push("contended_attempts_per_acquire", which, n, a);
+                        }
+                        if let (Some(bystander), Some(before)) = (bystander, before) {
+                            let received = bystander.messages().saturating_sub(before);
+                            results.push("wake_bystander_messages", which, n, received as f64);
+                            bystander.finish();
                         }
                         format!(
                             "{:.0} handoffs/s, wait p99 {:.1} ms, new owner's wait p99 {:.1} ms, max {:.1} ms, lost {}",
