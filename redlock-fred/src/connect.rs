@@ -134,6 +134,7 @@ impl FredBackend<Client> {
             client: client.with_options(&call_options(&client, DEFAULT_COMMAND_TIMEOUT)),
             name,
             fail_fast_on_events: !client.is_clustered(),
+            clustered: client.is_clustered(),
             health: Some(health),
             task: Some(task),
             releases: Some(ReleaseWatch::new(builder)),

@@ -157,11 +157,11 @@ use std::time::Duration;
 
 use fred::clients::{Client, WithOptions};
 use fred::error::{Error as FredError, ErrorKind as FredErrorKind};
-use fred::interfaces::ClientLike;
+use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::config::Options;
-use fred::types::{ClusterHash, ConnectHandle, CustomCommand, Value};
+use fred::types::{ClusterHash, ConnectHandle, CustomCommand, Expiration, SetOptions, Value};
 use fred::util::redis_keyslot;
-use redlock_core::protocol::{Arg, Call, RawReply};
+use redlock_core::protocol::{Arg, Call, Command, RawReply};
 use redlock_core::wake::ReleaseWaker;
 use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, Reply, Request};
 
@@ -190,6 +190,8 @@ pub struct FredBackend<C: ClientLike = Client> {
     /// Whether `health` may fail calls fast: only for a standalone node, where
     /// one connection is the whole client.
     fail_fast_on_events: bool,
+    /// Whether the client is a cluster client (scripts are routed by slot).
+    clustered: bool,
     /// The connection task of a client this backend built; stopped on drop.
     task: Option<ConnectHandle>,
     /// Wake-on-release subscriptions (clients built here only).
@@ -211,6 +213,7 @@ impl<C: ClientLike> FredBackend<C> {
             name: name.into(),
             health: None,
             fail_fast_on_events: false,
+            clustered: client.is_clustered(),
             task: None,
             releases: None,
         }
@@ -262,38 +265,6 @@ impl<C: ClientLike> FredBackend<C> {
         }
     }
 
-    /// Sends `call` (see [`redlock_core::protocol`]), and the core's fallback
-    /// for the error it met, if any (`EVAL` after a `NOSCRIPT`).
-    async fn run(&self, call: Call<'_>, request: &Request<'_>) -> Result<Reply, BackendError> {
-        // Route by the first key's slot, as fred's own `evalsha` does.
-        let hash = request.keys().next().map_or(ClusterHash::Random, |key| {
-            ClusterHash::Custom(redis_keyslot(key.as_bytes()))
-        });
-        let mut result = self.send(call, &hash).await;
-        let next = match &result {
-            Err(error) => errors::server_code(error).and_then(|code| call.fallback(code)),
-            Ok(_) => None,
-        };
-        if let Some(next) = next {
-            result = self.send(next, &hash).await;
-        }
-        match result {
-            Ok(value) => call.reply(raw_reply(&value)),
-            Err(error) => Err(self.explain(error)),
-        }
-    }
-
-    /// The core's call as a fred custom command.
-    async fn send(&self, call: Call<'_>, hash: &ClusterHash) -> Result<Value, FredError> {
-        let command = CustomCommand::new_static(call.name(), hash.clone(), false);
-        let mut args = Vec::with_capacity(call.arg_count());
-        args.extend(call.args().map(|arg| match arg {
-            Arg::Str(s) => Value::from(s),
-            Arg::Int(n) => Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
-        }));
-        self.client.custom(command, args).await
-    }
-
     /// Maps a fred error; a call refused because the client is not connected
     /// is explained by the last connection error fred reported.
     fn explain(&self, error: FredError) -> BackendError {
@@ -327,6 +298,86 @@ impl<C: ClientLike> FredBackend<C> {
                 format!("{} is not connected", self.name),
             ),
         }
+    }
+}
+
+impl<C: ClientLike + KeysInterface> FredBackend<C> {
+    /// Sends `call` (see [`redlock_core::protocol`]), and the core's fallback
+    /// for the error it met, if any (`EVAL` after a `NOSCRIPT`).
+    async fn run(&self, call: Call<'_>, request: &Request<'_>) -> Result<Reply, BackendError> {
+        let mut result = self.send(call, request).await;
+        let next = match &result {
+            Err(error) => errors::server_code(error).and_then(|code| call.fallback(code)),
+            Ok(_) => None,
+        };
+        if let Some(next) = next {
+            result = self.send(next, request).await;
+        }
+        match result {
+            Ok(value) => call.reply(raw_reply(&value)),
+            Err(error) => Err(self.explain(error)),
+        }
+    }
+
+    /// The core's call as a fred command: a plain `SET ... NX PX` through
+    /// fred's own `set`, anything else (the scripts) as a custom command.
+    ///
+    /// fred flushes the socket after every custom command, but writes its own
+    /// `SET`s back to back while more commands are queued (one `writev` for
+    /// many under load), and builds them without the custom command's extra
+    /// allocations; the per-call options apply to both.
+    async fn send(&self, call: Call<'_>, request: &Request<'_>) -> Result<Value, FredError> {
+        if let Some((key, value, ttl)) = plain_set(&call) {
+            return self
+                .client
+                .set(
+                    key,
+                    value,
+                    Some(Expiration::PX(ttl)),
+                    Some(SetOptions::NX),
+                    false,
+                )
+                .await;
+        }
+        // A cluster client routes by the first key's slot, as fred's own
+        // `evalsha` does; a standalone client has no use for it.
+        let hash = match request.keys().next() {
+            Some(key) if self.clustered => ClusterHash::Custom(redis_keyslot(key.as_bytes())),
+            _ => ClusterHash::Random,
+        };
+        let command = CustomCommand::new_static(call.name(), hash, false);
+        let mut args = Vec::with_capacity(call.arg_count());
+        args.extend(call.args().map(|arg| match arg {
+            Arg::Str(s) => Value::from(s),
+            Arg::Int(n) => Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+        }));
+        self.client.custom(command, args).await
+    }
+}
+
+/// Key, value and TTL of a call that is exactly `SET key value NX PX ttl`.
+fn plain_set<'a>(call: &Call<'a>) -> Option<(&'a str, &'a str, i64)> {
+    if call.command() != Command::Set {
+        return None;
+    }
+    let mut args = call.args();
+    match (
+        args.next(),
+        args.next(),
+        args.next(),
+        args.next(),
+        args.next(),
+        args.next(),
+    ) {
+        (
+            Some(Arg::Str(key)),
+            Some(Arg::Str(value)),
+            Some(Arg::Str("NX")),
+            Some(Arg::Str("PX")),
+            Some(Arg::Int(ttl)),
+            None,
+        ) => Some((key, value, i64::try_from(ttl).ok()?)),
+        _ => None,
     }
 }
 
@@ -380,7 +431,7 @@ impl<C: ClientLike> std::fmt::Debug for FredBackend<C> {
 }
 
 #[async_trait]
-impl<C: ClientLike + 'static> LockBackend for FredBackend<C> {
+impl<C: ClientLike + KeysInterface + 'static> LockBackend for FredBackend<C> {
     async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
         self.refuse_if_down()?;
         self.run(Call::acquire(request), request).await
