@@ -63,10 +63,10 @@
 //! |---|---|
 //! | node down at construction | construction succeeds at once; calls fail at once with [`ErrorKind::Connection`] |
 //! | node killed, later back | calls fail at once while it is away; fred reconnects within about half a second of its return |
-//! | node paused, or a host that drops packets | the call fails with [`ErrorKind::Timeout`] after the command timeout (1 s by default, see [`FredBackend::with_command_timeout`]); a connection with a command unanswered for 2 s is dropped and rebuilt |
+//! | node paused, or a host that drops packets | through [`Redlock`](redlock_core::Redlock): the node's vote is a timeout after the core's per-node timeout; a direct call fails when the connection, with a command unanswered for 2 s, is dropped and rebuilt (or after [`FredBackend::with_command_timeout`], when set) |
 //! | wrong password | calls fail with [`ErrorKind::Auth`], which the core does not retry |
 //!
-//! Every call carries a timeout and fred's fail-fast flag. fred only checks
+//! Every call carries fred's fail-fast flag. fred only checks
 //! that flag against its client state, which still says "connected" for the
 //! few milliseconds between a connection dropping and the first reconnection
 //! attempt; a call sent then would wait in fred's queue until the node is back.
@@ -202,14 +202,16 @@ impl<C: ClientLike> FredBackend<C> {
     /// Wraps a client you built. Connect it yourself (`client.init().await`, or
     /// `client.connect()` with a reconnect policy); while it is not connected,
     /// calls fail at once with [`ErrorKind::Connection`]. Each call is sent
-    /// with a timeout ([`with_command_timeout`](Self::with_command_timeout)),
+    /// with a timeout ([`DEFAULT_COMMAND_TIMEOUT`], see
+    /// [`with_command_timeout`](Self::with_command_timeout): this crate cannot
+    /// tell whether your client drops an unresponsive connection),
     /// fred's fail-fast flag and, unless the client is clustered, a single
     /// write attempt (no replay after a reconnection). `name` is what
     /// [`describe`](LockBackend::describe) reports in statistics and logs; keep
     /// passwords out of it.
     pub fn new(client: C, name: impl Into<String>) -> Self {
         FredBackend {
-            client: client.with_options(&call_options(&client, DEFAULT_COMMAND_TIMEOUT)),
+            client: client.with_options(&call_options(&client, Some(DEFAULT_COMMAND_TIMEOUT))),
             name: name.into(),
             health: None,
             fail_fast_on_events: false,
@@ -219,16 +221,25 @@ impl<C: ClientLike> FredBackend<C> {
         }
     }
 
-    /// Sets the timeout of each command (default [`DEFAULT_COMMAND_TIMEOUT`]).
+    /// Sets a timeout on each command, and on the wake-on-release subscription
+    /// of [`watch_releases`](LockBackend::watch_releases).
     ///
-    /// The core already bounds every call by its per-node timeout, so this is a
-    /// backstop for calls that outlive it and for direct use of the backend;
-    /// keep it at least as long as the core's `node_timeout`. It also bounds
-    /// the wake-on-release subscription of
-    /// [`watch_releases`](LockBackend::watch_releases).
+    /// A backend made by [`connect`](FredBackend::connect),
+    /// [`connect_cluster`](FredBackend::connect_cluster) or
+    /// [`from_config`](FredBackend::from_config) sends its commands without
+    /// one: the core bounds every round by its per-node timeout and drops the
+    /// calls still pending, and those clients drop a connection with a command
+    /// unanswered for [`DEFAULT_UNRESPONSIVE_TIMEOUT`], failing its calls. A
+    /// timeout per command would arm a second timer for every node of every
+    /// round (1 000 to 1 600 instructions a call, 6 % of the client's
+    /// instructions per acquire + release at 5 nodes) for nothing. Set one for direct use of the backend
+    /// with a shorter bound; keep it at least as long as the core's
+    /// `node_timeout`. The subscription waits [`DEFAULT_COMMAND_TIMEOUT`]
+    /// unless this is set. A backend made by [`new`](FredBackend::new) has
+    /// [`DEFAULT_COMMAND_TIMEOUT`] on each command until this changes it.
     pub fn with_command_timeout(mut self, timeout: Duration) -> Self {
         let client: &C = &self.client;
-        self.client = client.with_options(&call_options(client, timeout));
+        self.client = client.with_options(&call_options(client, Some(timeout)));
         self
     }
 
@@ -395,16 +406,17 @@ fn raw_reply(value: &Value) -> RawReply<'_> {
     }
 }
 
-/// The options every call carries: a timeout, and fail fast so a call on a
-/// disconnected client errors at once instead of waiting for a reconnection.
+/// The options every call carries: fail fast, so a call on a disconnected
+/// client errors at once instead of waiting for a reconnection, and the
+/// timeout, if any (see [`FredBackend::with_command_timeout`]).
 ///
 /// On a standalone node a call is also written once only: a command fred
 /// could not route (the connection just died) would otherwise wait in its
 /// retry buffer until the node is back, and be replayed then. A cluster client
 /// keeps fred's attempts, which it spends following `MOVED`/`ASK`.
-fn call_options<C: ClientLike>(client: &C, timeout: Duration) -> Options {
+fn call_options<C: ClientLike>(client: &C, timeout: Option<Duration>) -> Options {
     Options {
-        timeout: Some(timeout),
+        timeout,
         fail_fast: true,
         max_attempts: (!client.is_clustered()).then_some(1),
         ..Options::default()
