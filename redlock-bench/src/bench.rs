@@ -26,7 +26,11 @@
 //! The floor is the `redis` crate used directly: one multiplexed connection
 //! per node, `SET key value NX PX ttl` to all N in parallel, then the
 //! compare-and-delete script by `EVALSHA` to all N in parallel. Two round
-//! trips, which no correct implementation can do with fewer.
+//! trips, which no correct implementation can do with fewer. The fred floor
+//! (`fred_floor`) does the same through the `fred` crate used directly (fred's
+//! `set` and `evalsha`, one client per node with fred's defaults): what the
+//! fred adapter is measured against, so that fred's own cost and the
+//! adapter's can be told apart.
 //!
 //! An allocation probe (when the binary installs [`CountingAlloc`]) runs
 //! sequential cycles of every implementation and reports allocations and bytes
@@ -106,7 +110,7 @@ impl Workload {
 /// The usage text.
 pub const USAGE: &str = "\
 usage: bench [--nodes 1,3,5] [--seconds 3] [--reps 3] [--quick]
-             [--workloads a,b,c] [--impls ours,fred,floor,rslock,ours_wake,fred_wake]
+             [--workloads a,b,c] [--impls ours,fred,floor,fred_floor,rslock,ours_wake,fred_wake]
              [--tasks 64] [--contenders 8] [--contended-ttl-ms 1000]
              [--warmup-ms 500] [--alloc-cycles 3000] [--threads 2]
        bench --profile-cycles K [--nodes N] [--impls IMPL] [--tasks T]

@@ -13,8 +13,11 @@ use crate::health::Health;
 use crate::wake::ReleaseWatch;
 use crate::{call_options, FredBackend};
 
-/// Default timeout of each command: a backstop behind the core's per-node
-/// timeout, long enough not to cut a slow but healthy node short.
+/// Timeout of the wake-on-release subscription, and of each command of a
+/// backend made by [`FredBackend::new`] (a backstop behind the core's per-node
+/// timeout, long enough not to cut a slow but healthy node short). The
+/// clients this crate builds send commands without a timeout of their own:
+/// see [`FredBackend::with_command_timeout`].
 pub const DEFAULT_COMMAND_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Timeout to open a connection (TCP, and TLS when used) and of fred's own
@@ -131,9 +134,10 @@ impl FredBackend<Client> {
         health.first_outcome(&client, FIRST_CONNECT_WAIT).await;
 
         Ok(FredBackend {
-            client: client.with_options(&call_options(&client, DEFAULT_COMMAND_TIMEOUT)),
+            client: client.with_options(&call_options(&client, None)),
             name,
             fail_fast_on_events: !client.is_clustered(),
+            clustered: client.is_clustered(),
             health: Some(health),
             task: Some(task),
             releases: Some(ReleaseWatch::new(builder)),
@@ -155,16 +159,13 @@ fn lock_builder(mut config: Config) -> Builder {
     );
     policy.set_jitter(RECONNECT_JITTER_MS);
     let mut builder = Builder::from_config(config);
-    builder
-        .set_policy(policy)
-        .with_connection_config(|c| {
-            c.connection_timeout = DEFAULT_CONNECTION_TIMEOUT;
-            c.internal_command_timeout = DEFAULT_CONNECTION_TIMEOUT;
-            c.unresponsive.max_timeout = Some(DEFAULT_UNRESPONSIVE_TIMEOUT);
-            c.unresponsive.interval = DEFAULT_UNRESPONSIVE_TIMEOUT / 4;
-            c.tcp.nodelay = Some(true);
-        })
-        .with_performance_config(|p| p.default_command_timeout = DEFAULT_COMMAND_TIMEOUT);
+    builder.set_policy(policy).with_connection_config(|c| {
+        c.connection_timeout = DEFAULT_CONNECTION_TIMEOUT;
+        c.internal_command_timeout = DEFAULT_CONNECTION_TIMEOUT;
+        c.unresponsive.max_timeout = Some(DEFAULT_UNRESPONSIVE_TIMEOUT);
+        c.unresponsive.interval = DEFAULT_UNRESPONSIVE_TIMEOUT / 4;
+        c.tcp.nodelay = Some(true);
+    });
     builder
 }
 

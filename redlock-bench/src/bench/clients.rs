@@ -21,6 +21,9 @@ pub enum Impl {
     Fred,
     /// The `redis` crate used directly: the floor.
     Floor,
+    /// The `fred` crate used directly, as the floor uses `redis`: the fred
+    /// adapter's floor.
+    FredFloor,
     /// rslock 0.10.
     Rslock,
     /// Ours (redis-rs) with wake-on-release (contended workload only).
@@ -35,11 +38,12 @@ pub enum Impl {
 
 impl Impl {
     /// Every implementation, in table order.
-    pub const ALL: [Impl; 7] = [
+    pub const ALL: [Impl; 8] = [
         Impl::Ours,
         Impl::OursMux,
         Impl::Fred,
         Impl::Floor,
+        Impl::FredFloor,
         Impl::Rslock,
         Impl::OursWake,
         Impl::FredWake,
@@ -51,6 +55,7 @@ impl Impl {
             Impl::Ours => "ours",
             Impl::Fred => "fred",
             Impl::Floor => "floor",
+            Impl::FredFloor => "fred_floor",
             Impl::Rslock => "rslock",
             Impl::OursWake => "ours_wake",
             Impl::FredWake => "fred_wake",
@@ -64,6 +69,7 @@ impl Impl {
             Impl::Ours => "ours (redis-rs)",
             Impl::Fred => "ours (fred)",
             Impl::Floor => "floor (redis-rs direct)",
+            Impl::FredFloor => "fred_floor (fred direct)",
             Impl::Rslock => "rslock 0.10",
             Impl::OursWake => "ours (redis-rs) + wake",
             Impl::FredWake => "ours (fred) + wake",
@@ -78,7 +84,7 @@ impl Impl {
     /// Whether the contended workload runs it (the floor has no retry
     /// policy; wake-on-release only matters there).
     pub(crate) fn contends(self) -> bool {
-        !matches!(self, Impl::Floor | Impl::OursMux)
+        !matches!(self, Impl::Floor | Impl::FredFloor | Impl::OursMux)
     }
 
     /// Whether the uncontended workloads run it.
@@ -91,6 +97,7 @@ impl Impl {
 pub(crate) enum Client {
     Ours(Redlock),
     Floor(Floor),
+    FredFloor(FredFloor),
     Rslock(rslock::LockManager),
 }
 
@@ -173,6 +180,10 @@ impl Client {
                 .await
                 .map(Client::Floor)
                 .map_err(|e| fail(&e)),
+            Impl::FredFloor => FredFloor::connect(urls)
+                .await
+                .map(Client::FredFloor)
+                .map_err(|e| fail(&e)),
             // rslock's defaults: 3 tries, a uniform 0..200 ms delay between them.
             Impl::Rslock => Ok(Client::Rslock(rslock::LockManager::new(urls.to_vec()))),
         }
@@ -187,6 +198,7 @@ impl Client {
                 Err(e) => Err(Miss::Failed(e.to_string())),
             },
             Client::Floor(floor) => floor.acquire(key, ttl).await.map(Held::Floor),
+            Client::FredFloor(floor) => floor.acquire(key, ttl).await.map(Held::Floor),
             Client::Rslock(manager) => match manager.lock(key, ttl).await {
                 Ok(lock) => Ok(Held::Rslock(lock)),
                 Err(rslock::LockError::Unavailable) => Err(Miss::Held),
@@ -223,7 +235,7 @@ impl Client {
                     }
                 }
             }
-            Client::Floor(_) => {
+            Client::Floor(_) | Client::FredFloor(_) => {
                 let mut gave_up = 0;
                 loop {
                     match self.acquire(key, ttl).await {
@@ -242,6 +254,7 @@ impl Client {
                 lock.release().await.map(drop).map_err(|e| e.to_string())
             }
             (Client::Floor(floor), Held::Floor(value)) => floor.release(key, &value).await,
+            (Client::FredFloor(floor), Held::Floor(value)) => floor.release(key, &value).await,
             (Client::Rslock(manager), Held::Rslock(lock)) => {
                 manager.unlock(&lock).await;
                 Ok(())
@@ -257,6 +270,11 @@ pub(crate) struct Floor {
     conns: Vec<MultiplexedConnection>,
     quorum: usize,
     sha: String,
+}
+
+/// A fresh 128-bit random lock value, as both floors draw it.
+fn lock_value() -> String {
+    format!("{:032x}", rand::rng().random::<u128>())
 }
 
 /// Deletes the key only if it holds our value.
@@ -288,7 +306,7 @@ impl Floor {
     }
 
     async fn acquire(&self, key: &str, ttl: Duration) -> Result<String, Miss> {
-        let value = format!("{:032x}", rand::rng().random::<u128>());
+        let value = lock_value();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let replies = join_all(self.conns.iter().map(|conn| {
             let mut conn = conn.clone();
@@ -322,6 +340,85 @@ impl Floor {
             cmd.arg(&self.sha).arg(1).arg(key).arg(value);
             async move { cmd.query_async::<redis::Value>(&mut conn).await }
         }))
+        .await;
+        match replies.into_iter().find_map(Result::err) {
+            Some(e) => Err(e.to_string()),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The fred floor: the redis-rs floor's two round trips through fred used
+/// directly, with fred's defaults (one `Client` per node, `Builder` defaults:
+/// RESP2, no command timeout, fred's own pipelining): `SET NX PX` to all N in
+/// parallel with fred's `set`, then the compare-and-delete script by fred's
+/// `evalsha` (loaded once per node with `script_load`) to all N in parallel.
+pub(crate) struct FredFloor {
+    clients: Vec<fred::clients::Client>,
+    quorum: usize,
+    sha: String,
+}
+
+impl FredFloor {
+    async fn connect(urls: &[String]) -> Result<FredFloor, fred::error::Error> {
+        use fred::interfaces::{ClientLike, LuaInterface};
+        let mut clients = Vec::with_capacity(urls.len());
+        let mut sha = String::new();
+        for url in urls {
+            let config = fred::types::config::Config::from_url(url)?;
+            let client = fred::types::Builder::from_config(config).build()?;
+            client.init().await?;
+            sha = client.script_load(FLOOR_RELEASE).await?;
+            clients.push(client);
+        }
+        Ok(FredFloor {
+            quorum: clients.len() / 2 + 1,
+            clients,
+            sha,
+        })
+    }
+
+    async fn acquire(&self, key: &str, ttl: Duration) -> Result<String, Miss> {
+        use fred::interfaces::KeysInterface;
+        use fred::types::{Expiration, SetOptions, Value};
+        let value = lock_value();
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        let replies = join_all(self.clients.iter().map(|client| {
+            client.set::<Value, _, _>(
+                key,
+                value.as_str(),
+                Some(Expiration::PX(ttl_ms)),
+                Some(SetOptions::NX),
+                false,
+            )
+        }))
+        .await;
+        let set = replies
+            .iter()
+            .filter(|r| matches!(r, Ok(v) if v.is_ok()))
+            .count();
+        if set >= self.quorum {
+            return Ok(value);
+        }
+        let _ = self.release(key, &value).await;
+        let errors: Vec<String> = replies
+            .into_iter()
+            .filter_map(|r| r.err().map(|e| e.to_string()))
+            .collect();
+        if errors.len() > self.clients.len() - self.quorum {
+            return Err(Miss::Failed(errors.join("; ")));
+        }
+        Err(Miss::Held)
+    }
+
+    async fn release(&self, key: &str, value: &str) -> Result<(), String> {
+        use fred::interfaces::LuaInterface;
+        use fred::types::Value;
+        let replies = join_all(
+            self.clients
+                .iter()
+                .map(|client| client.evalsha::<Value, _, _, _>(self.sha.as_str(), key, value)),
+        )
         .await;
         match replies.into_iter().find_map(Result::err) {
             Some(e) => Err(e.to_string()),

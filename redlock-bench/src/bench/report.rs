@@ -131,18 +131,19 @@ impl Results {
             );
             let _ = writeln!(
                 out,
-                "| N | implementation | p50 µs | p99 µs | p50 vs floor | CPU s / 100k cycles |"
+                "| N | implementation | p50 µs | p99 µs | p50 vs floor | p50 vs fred_floor | CPU s / 100k cycles |"
             );
-            let _ = writeln!(out, "|---|---|---|---|---|---|");
+            let _ = writeln!(out, "|---|---|---|---|---|---|---|");
             for &n in &self.nodes {
                 for &i in &latency {
                     let _ = writeln!(
                         out,
-                        "| {n} | {} | {} | {} | {} | {} |",
+                        "| {n} | {} | {} | {} | {} | {} | {} |",
                         i.label(),
                         cell(self.stat("latency_p50_us", i, n)),
                         cell(self.stat("latency_p99_us", i, n)),
                         ratio(self.ratio("latency_p50_us", i, Impl::Floor, n)),
+                        ratio(self.ratio("latency_p50_us", i, Impl::FredFloor, n)),
                         cell(self.stat("latency_cpu_s_per_100k", i, n)),
                     );
                 }
@@ -159,17 +160,18 @@ impl Results {
             );
             let _ = writeln!(
                 out,
-                "| N | implementation | cycles/s | vs floor | vs rslock | client CPU s / 100k cycles | redis-server CPU s / 100k cycles | errors |"
+                "| N | implementation | cycles/s | vs floor | vs fred_floor | vs rslock | client CPU s / 100k cycles | redis-server CPU s / 100k cycles | errors |"
             );
-            let _ = writeln!(out, "|---|---|---|---|---|---|---|---|");
+            let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|");
             for &n in &self.nodes {
                 for &i in &throughput {
                     let _ = writeln!(
                         out,
-                        "| {n} | {} | {} | {} | {} | {} | {} | {} |",
+                        "| {n} | {} | {} | {} | {} | {} | {} | {} | {} |",
                         i.label(),
                         cell(self.stat("throughput_64", i, n)),
                         ratio(self.ratio("throughput_64", i, Impl::Floor, n)),
+                        ratio(self.ratio("throughput_64", i, Impl::FredFloor, n)),
                         ratio(self.ratio("throughput_64", i, Impl::Rslock, n)),
                         cell(self.stat("throughput_cpu_s_per_100k", i, n)),
                         cell(self.stat("throughput_server_cpu_s_per_100k", i, n)),
@@ -274,7 +276,7 @@ impl Results {
         out
     }
 
-    /// Each goal of issues 4 and 6 with the ratios reached, and whether it holds.
+    /// Each goal of issues 4, 6 and 12 with the ratios reached, and whether it holds.
     fn goals(&self) -> Vec<(String, Option<bool>)> {
         let mut goals = Vec::new();
         let list = |f: &dyn Fn(usize) -> Option<f64>, ns: &[usize], digits: usize| {
@@ -323,6 +325,30 @@ impl Results {
                 list(&tr, &ns, 2)
             ),
             all(&tr, &five, &|r| r >= 1.8),
+        ));
+        let fl = |n| self.ratio("latency_p50_us", Impl::Fred, Impl::FredFloor, n);
+        goals.push((
+            format!(
+                "(issue 12) p50 latency fred <= 1.10x fred_floor ({})",
+                list(&fl, &ns, 3)
+            ),
+            all(&fl, &ns, &|r| r <= 1.10),
+        ));
+        let ft = |n| self.ratio("throughput_64", Impl::Fred, Impl::FredFloor, n);
+        goals.push((
+            format!(
+                "(issue 12) throughput fred >= 0.90x fred_floor ({})",
+                list(&ft, &ns, 3)
+            ),
+            all(&ft, &ns, &|r| r >= 0.90),
+        ));
+        let fr = |n| self.ratio("throughput_64", Impl::Fred, Impl::Floor, n);
+        goals.push((
+            format!(
+                "(issue 12) throughput fred >= 0.70x floor (redis-rs) ({})",
+                list(&fr, &ns, 3)
+            ),
+            all(&fr, &ns, &|r| r >= 0.70),
         ));
         let hr = |n| self.ratio("contended_handoffs_per_s", Impl::OursWake, Impl::Rslock, n);
         goals.push((
@@ -448,6 +474,30 @@ impl Results {
             "throughput_64",
             Impl::Fred,
             Impl::Floor,
+        );
+        ratio(
+            "latency_p50_fred_over_fred_floor",
+            "latency_p50_us",
+            Impl::Fred,
+            Impl::FredFloor,
+        );
+        ratio(
+            "throughput_fred_over_fred_floor",
+            "throughput_64",
+            Impl::Fred,
+            Impl::FredFloor,
+        );
+        ratio(
+            "throughput_fred_floor_over_floor",
+            "throughput_64",
+            Impl::FredFloor,
+            Impl::Floor,
+        );
+        ratio(
+            "cpu_per_cycle_fred_over_fred_floor",
+            "throughput_cpu_s_per_100k",
+            Impl::Fred,
+            Impl::FredFloor,
         );
         ratio(
             "cpu_per_cycle_ours_over_rslock",
