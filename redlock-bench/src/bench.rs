@@ -16,12 +16,15 @@
 //!   `/proc/self/stat`) per 100k cycles.
 //! - **contended**: 8 tasks (by default) on ONE resource, each acquire ->
 //!   read a shared counter, yield, write it + 1 -> release, with the
-//!   libraries' retry policies at their defaults (ours: node-redlock's 200 ms
-//!   ± 100 ms; rslock: its own, uniform 0..200 ms), and ours again with
-//!   wake-on-release. Changes of owner per second, the wait for a successful
-//!   acquire (p99 and max, a waiter still waiting at the end counted with
-//!   its wait so far), and lost updates (the counter against the critical
-//!   sections run; must be 0).
+//!   libraries' default settings (ours: wake-on-release, with node-redlock's
+//!   200 ms ± 100 ms retry delay as the fallback; rslock: its own retry
+//!   delay, uniform 0..200 ms). Changes of owner per second, the wait for a
+//!   successful acquire (p99 and max, a waiter still waiting at the end
+//!   counted with its wait so far), and lost updates (the counter against
+//!   the critical sections run; must be 0). Beside each of ours, a bystander
+//!   process that waited once on another resource (so its subscription is
+//!   open) and then waits on nothing counts the release messages it receives
+//!   during the run (`wake_bystander_messages`; must be 0).
 //!
 //! The floor is the `redis` crate used directly: one multiplexed connection
 //! per node, `SET key value NX PX ttl` to all N in parallel, then the
@@ -110,7 +113,7 @@ impl Workload {
 /// The usage text.
 pub const USAGE: &str = "\
 usage: bench [--nodes 1,3,5] [--seconds 3] [--reps 3] [--quick]
-             [--workloads a,b,c] [--impls ours,fred,floor,fred_floor,rslock,ours_wake,fred_wake]
+             [--workloads a,b,c] [--impls ours,fred,floor,fred_floor,rslock,ours_mux]
              [--tasks 64] [--contenders 8] [--contended-ttl-ms 1000]
              [--warmup-ms 500] [--alloc-cycles 3000] [--threads 2]
        bench --profile-cycles K [--nodes N] [--impls IMPL] [--tasks T]

@@ -26,10 +26,6 @@ pub enum Impl {
     FredFloor,
     /// rslock 0.10.
     Rslock,
-    /// Ours (redis-rs) with wake-on-release (contended workload only).
-    OursWake,
-    /// Ours (fred) with wake-on-release (contended workload only).
-    FredWake,
     /// Ours through the redis-rs adapter over a plain `MultiplexedConnection`
     /// per node (`RedisBackend::new`) instead of `connect`'s
     /// `ConnectionManager`: the core's cost without the manager's.
@@ -38,15 +34,13 @@ pub enum Impl {
 
 impl Impl {
     /// Every implementation, in table order.
-    pub const ALL: [Impl; 8] = [
+    pub const ALL: [Impl; 6] = [
         Impl::Ours,
         Impl::OursMux,
         Impl::Fred,
         Impl::Floor,
         Impl::FredFloor,
         Impl::Rslock,
-        Impl::OursWake,
-        Impl::FredWake,
     ];
 
     /// The JSON key.
@@ -57,8 +51,6 @@ impl Impl {
             Impl::Floor => "floor",
             Impl::FredFloor => "fred_floor",
             Impl::Rslock => "rslock",
-            Impl::OursWake => "ours_wake",
-            Impl::FredWake => "fred_wake",
             Impl::OursMux => "ours_mux",
         }
     }
@@ -71,8 +63,6 @@ impl Impl {
             Impl::Floor => "floor (redis-rs direct)",
             Impl::FredFloor => "fred_floor (fred direct)",
             Impl::Rslock => "rslock 0.10",
-            Impl::OursWake => "ours (redis-rs) + wake",
-            Impl::FredWake => "ours (fred) + wake",
             Impl::OursMux => "ours (redis-rs, MultiplexedConnection)",
         }
     }
@@ -89,7 +79,7 @@ impl Impl {
 
     /// Whether the uncontended workloads run it.
     pub(crate) fn uncontended(self) -> bool {
-        !matches!(self, Impl::OursWake | Impl::FredWake)
+        true
     }
 }
 
@@ -134,26 +124,24 @@ impl Client {
             BenchError::new(format!("{}: cannot connect: {e}", which.label()))
         };
         match which {
-            Impl::Ours | Impl::OursWake => {
+            Impl::Ours => {
                 let mut backends = Vec::with_capacity(urls.len());
                 for url in urls {
                     backends.push(RedisBackend::connect(url).await.map_err(|e| fail(&e))?);
                 }
                 Redlock::builder(backends)
                     .runtime(TokioRuntime)
-                    .wake_on_release(which == Impl::OursWake)
                     .build()
                     .map(Client::Ours)
                     .map_err(|e| fail(&e))
             }
-            Impl::Fred | Impl::FredWake => {
+            Impl::Fred => {
                 let mut backends = Vec::with_capacity(urls.len());
                 for url in urls {
                     backends.push(FredBackend::connect(url).await.map_err(|e| fail(&e))?);
                 }
                 Redlock::builder(backends)
                     .runtime(TokioRuntime)
-                    .wake_on_release(which == Impl::FredWake)
                     .build()
                     .map(Client::Ours)
                     .map_err(|e| fail(&e))
