@@ -201,17 +201,12 @@ impl ReleaseWatch {
             let mut reconnections = client.reconnect_rx();
             let (client, hub, sharded) = (client.clone(), self.hub.clone(), self.sharded);
             tokio::spawn(async move {
-                loop {
-                    match reconnections.recv().await {
-                        Ok(_) | Err(RecvError::Lagged(_)) => {
-                            let _turn = hub.changes().await;
-                            let channels = hub.subscribed();
-                            if !channels.is_empty() {
-                                // A failure leaves waiters on their retry delay.
-                                let _ = subscribe(&client, &channels, sharded).await;
-                            }
-                        }
-                        Err(RecvError::Closed) => break,
+                while let Ok(_) | Err(RecvError::Lagged(_)) = reconnections.recv().await {
+                    let _turn = hub.changes().await;
+                    let channels = hub.subscribed();
+                    if !channels.is_empty() {
+                        // A failure leaves waiters on their retry delay.
+                        let _ = subscribe(&client, &channels, sharded).await;
                     }
                 }
             })

@@ -41,8 +41,8 @@ use crate::error::backend_error;
 enum Target {
     /// One standalone node: the lock connection's address, in RESP3.
     Node {
-        info: ConnectionInfo,
-        config: ConnectionManagerConfig,
+        info: Box<ConnectionInfo>,
+        config: Box<ConnectionManagerConfig>,
     },
     /// A Redis Cluster, through its seed nodes.
     #[cfg(feature = "cluster")]
@@ -104,8 +104,8 @@ impl ReleaseWatch {
             .clone()
             .set_protocol(ProtocolVersion::RESP3);
         Self::new(Target::Node {
-            info: info.clone().set_redis_settings(settings),
-            config: config.clone(),
+            info: Box::new(info.clone().set_redis_settings(settings)),
+            config: Box::new(config.clone()),
         })
     }
 
@@ -197,11 +197,11 @@ impl ReleaseWatch {
         };
         let conn = match &self.target {
             Target::Node { info, config } => {
-                let config = config
+                let config = (**config)
                     .clone()
                     .set_push_sender(on_push)
                     .set_automatic_resubscription();
-                let client = redis::Client::open(info.clone()).map_err(backend_error)?;
+                let client = redis::Client::open((**info).clone()).map_err(backend_error)?;
                 Subscription::Node(
                     ConnectionManager::new_lazy_with_config(client, config)
                         .map_err(backend_error)?,

@@ -195,6 +195,21 @@ impl Probe {
             .unwrap_or(0)
     }
 
+    /// How many connections of this node listen on `channel`: classic
+    /// subscriptions (`PUBSUB NUMSUB`), or with `shard` shard subscriptions
+    /// (`PUBSUB SHARDNUMSUB`, Redis 7+).
+    pub fn channel_subscribers(&self, channel: &str, shard: bool) -> i64 {
+        let kind = if shard { "SHARDNUMSUB" } else { "NUMSUB" };
+        let reply: Vec<redis::Value> = self.query(redis::cmd("PUBSUB").arg(kind).arg(channel));
+        match reply.get(1) {
+            Some(redis::Value::Int(n)) => *n,
+            other => panic!(
+                "probe of {}: PUBSUB {kind} {channel} answered {other:?}",
+                self.url
+            ),
+        }
+    }
+
     /// `CLUSTER KEYSLOT key` (cluster nodes only).
     pub fn keyslot(&self, key: &str) -> u16 {
         self.query(redis::cmd("CLUSTER").arg("KEYSLOT").arg(key))

@@ -6,7 +6,7 @@ use redlock_core::wake::release_channel;
 use redlock_core::{ErrorKind, RedlockBuilder};
 
 use super::case::{assert_rejected, assert_ttl_in, expect_lock, glob_escape, runnable};
-use super::support::{build, fast_builder, sleep, unique_prefix, within};
+use super::support::{build, fast_builder, patient_waiter, sleep, unique_prefix, within};
 use crate::fixture::Fixture;
 use crate::probe::ClusterProbe;
 use crate::server::RedisCluster;
@@ -211,21 +211,9 @@ pub async fn cluster_wake_is_sharded<F: Fixture>(fixture: &F) {
         .unwrap_or_else(|| panic!("no key of 1000 lives off the first master"));
     let owner = &masters[case.probe.owner_of(&key)];
     let channel = release_channel(&key);
-    let listeners = |probe: &crate::probe::Probe, kind: &str| {
-        let reply: Vec<redis::Value> = probe.query(redis::cmd("PUBSUB").arg(kind).arg(&channel));
-        match reply.get(1) {
-            Some(redis::Value::Int(n)) => *n,
-            other => panic!("PUBSUB {kind} {channel} answered {other:?}"),
-        }
-    };
+    let listeners = |probe: &crate::probe::Probe, shard| probe.channel_subscribers(&channel, shard);
     let holder = build(case.builder().await);
-    let waiter = build(
-        case.builder()
-            .await
-            .retry_count(10)
-            .retry_delay(Duration::from_secs(5))
-            .retry_jitter(Duration::ZERO),
-    );
+    let waiter = patient_waiter(case.builder().await);
     let lock = expect_lock(
         holder.acquire(&[&key], Duration::from_secs(10)).await,
         "the holder",
@@ -235,7 +223,7 @@ pub async fn cluster_wake_is_sharded<F: Fixture>(fixture: &F) {
             Duration::from_secs(5),
             "the waiter's shard subscription",
             async {
-                while listeners(owner, "SHARDNUMSUB") == 0 {
+                while listeners(owner, true) == 0 {
                     sleep(Duration::from_millis(5)).await;
                 }
             },
@@ -273,7 +261,7 @@ pub async fn cluster_wake_is_sharded<F: Fixture>(fixture: &F) {
             master.url()
         );
         assert_eq!(
-            listeners(master, "NUMSUB"),
+            listeners(master, false),
             0,
             "a classic subscription on {}",
             master.url()
@@ -283,7 +271,7 @@ pub async fn cluster_wake_is_sharded<F: Fixture>(fixture: &F) {
         Duration::from_secs(5),
         "the waiter's shard unsubscription",
         async {
-            while listeners(owner, "SHARDNUMSUB") != 0 {
+            while listeners(owner, true) != 0 {
                 sleep(Duration::from_millis(5)).await;
             }
         },

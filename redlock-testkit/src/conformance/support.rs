@@ -60,3 +60,14 @@ pub fn build(builder: RedlockBuilder) -> Redlock {
         .build()
         .unwrap_or_else(|e| panic!("building the Redlock failed: {e}"))
 }
+
+/// A contender that keeps waiting: 10 retries 5 s apart, so only a release
+/// notification can hand it the lock within a test's patience.
+pub fn patient_waiter(builder: RedlockBuilder) -> Redlock {
+    build(
+        builder
+            .retry_count(10)
+            .retry_delay(Duration::from_secs(5))
+            .retry_jitter(Duration::ZERO),
+    )
+}

@@ -7,7 +7,7 @@ use redlock_core::wake::{release_channel, ReleaseWait};
 use redlock_core::LockBackend;
 
 use super::case::{expect_lock, Case};
-use super::support::{build, sleep, within};
+use super::support::{build, patient_waiter, sleep, within};
 use crate::fixture::Fixture;
 
 /// Wake-on-release on 3 nodes: a waiter whose retry delay is 5 s acquires
@@ -100,22 +100,9 @@ pub async fn wake_follows_interest<F: Fixture>(fixture: &F) {
     let key = case.key("resource");
     let channel = release_channel(&key);
     let probe = case.redis(0);
-    let listeners = || {
-        let reply: Vec<redis::Value> =
-            probe.query(redis::cmd("PUBSUB").arg("NUMSUB").arg(&channel));
-        match reply.get(1) {
-            Some(redis::Value::Int(n)) => *n,
-            other => panic!("PUBSUB NUMSUB {channel} answered {other:?}"),
-        }
-    };
+    let listeners = || probe.channel_subscribers(&channel, false);
     let holder = build(case.builder().await);
-    let waiter = build(
-        case.builder()
-            .await
-            .retry_count(10)
-            .retry_delay(Duration::from_secs(5))
-            .retry_jitter(Duration::ZERO),
-    );
+    let waiter = patient_waiter(case.builder().await);
 
     let lock = expect_lock(
         holder.acquire(&[&key], Duration::from_secs(10)).await,
