@@ -116,10 +116,19 @@ impl<'a> Acquisition<'a> {
     }
 
     /// Attempts until the lock is granted or the retry policy gives up.
+    ///
+    /// The retry budget counts pauses, not attempts: an attempt made because
+    /// a release woke the acquisition before its pause ran out does not use
+    /// a retry, and if it fails the acquisition waits out the rest of that
+    /// same pause. So a waiter is as patient with wake-on-release as without
+    /// it (`retry_count` pauses of `retry_delay ± jitter`), and tries once
+    /// more for every release it hears in that time.
     pub(crate) async fn run(mut self) -> Result<Lock, Error> {
         let settings = self.settings.clone();
         let mut retry = Retry::new(&settings);
         let mut watch: Option<Watching> = None;
+        // The end of the pause under way, if one is.
+        let mut pause_ends: Option<Instant> = None;
         loop {
             let seen = watch.as_ref().map(Watching::generation);
             if let Some(grant) = self.attempt(retry.is_first()).await {
@@ -134,9 +143,18 @@ impl<'a> Acquisition<'a> {
                 .attempts
                 .last()
                 .map_or(AttemptOutcome::Unavailable, |a| a.outcome);
-            let Some(delay) = retry.after(Operation::Acquire, outcome) else {
-                break;
+            let now = self.engine.now();
+            let ends = match pause_ends {
+                // Woken early: the rest of the same pause.
+                Some(ends) if ends > now => ends,
+                _ => {
+                    let Some(delay) = retry.after(Operation::Acquire, outcome) else {
+                        break;
+                    };
+                    now + delay
+                }
             };
+            pause_ends = Some(ends);
             if settings.wake_on_release && outcome == AttemptOutcome::Contended && watch.is_none() {
                 let watching = self.watch_releases().await;
                 let listening = watching.listening;
@@ -147,15 +165,21 @@ impl<'a> Acquisition<'a> {
                     continue;
                 }
             }
+            let left = ends.saturating_duration_since(self.engine.now());
             match (&watch, seen) {
                 // A release during the attempt: retry at once.
                 (Some(watching), Some(seen)) if watching.generation() != seen => {}
                 (Some(watching), _) => {
                     let now = watching.generation();
-                    let sleep = self.engine.runtime().sleep(delay);
-                    select(sleep, pin!(watching.released(now))).await;
+                    let sleep = self.engine.runtime().sleep(left);
+                    if let Either::Left(_) = select(sleep, pin!(watching.released(now))).await {
+                        pause_ends = None;
+                    }
                 }
-                (None, _) => self.engine.runtime().sleep(delay).await,
+                (None, _) => {
+                    self.engine.runtime().sleep(left).await;
+                    pause_ends = None;
+                }
             }
         }
         if let Some(watching) = watch.take() {

@@ -47,7 +47,13 @@ pub struct Settings {
     /// drift = round(drift_factor × TTL) + 2 ms is taken off every lock's
     /// validity. In `[0, 1)`. Default 0.01.
     pub drift_factor: f64,
-    /// Retries after the first attempt. Default `Limited(10)`.
+    /// Retries after the first attempt: how many pauses of `retry_delay ±
+    /// retry_jitter` an acquisition waits before it gives up. With
+    /// [`wake_on_release`](Self::wake_on_release), an attempt made because a
+    /// release woke the acquisition before its pause ran out is extra: it
+    /// uses no retry, and if it fails the rest of the same pause follows. So
+    /// waiting lasts as long with wake-on-release as without it. Default
+    /// `Limited(10)`.
     pub retry_count: RetryCount,
     /// Base delay between attempts. Default 200 ms.
     pub retry_delay: Duration,

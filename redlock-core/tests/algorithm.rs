@@ -175,9 +175,9 @@ async fn a_quorum_without_validity_left_is_no_lock() {
 
 /// With wake-on-release (the default) the first contended attempt is
 /// followed at once by a second one, made once the nodes listen (a release
-/// during the subscription is not missed); after that the retry delay (or a
-/// release) paces the attempts, and the retry count is unchanged. The undo
-/// of a failed attempt wakes nobody.
+/// during the subscription is not missed) and uses no retry of the budget;
+/// after that the retry delay (or a release) paces the attempts. The undo of
+/// a failed attempt wakes nobody.
 #[tokio::test(start_paused = true)]
 async fn a_watching_acquisition_tries_again_at_once_then_waits() {
     let nodes = nodes(3);
@@ -194,7 +194,8 @@ async fn a_watching_acquisition_tries_again_at_once_then_waits() {
         .unwrap();
     let err = redlock.acquire(&["r"], TTL).await.unwrap_err();
     let attempts: Vec<_> = err.failure().unwrap().attempts.iter().cloned().collect();
-    assert_eq!(attempts.len(), 4);
+    // The first attempt, the one at once, and one per retry.
+    assert_eq!(attempts.len(), 5);
     let gaps: Vec<Duration> = attempts
         .windows(2)
         .map(|pair| pair[1].started - pair[0].started)
@@ -204,6 +205,49 @@ async fn a_watching_acquisition_tries_again_at_once_then_waits() {
         gaps[1..].iter().all(|&g| g == Duration::from_millis(200)),
         "{gaps:?}"
     );
+}
+
+/// The retry budget counts pauses, not attempts: attempts made because a
+/// release woke the waiter do not use it up. With one retry and a long
+/// delay, a waiter that loses several woken races still gets the lock when
+/// it is finally released within the same pause (counting every attempt, it
+/// would have given up after its second).
+#[tokio::test(start_paused = true)]
+async fn woken_attempts_do_not_use_up_the_retry_budget() {
+    let nodes = nodes(3);
+    let holder = builder(&nodes).retry_count(0).build().unwrap();
+    let waiter = builder(&nodes)
+        .retry_count(1)
+        .retry_delay(Duration::from_secs(10))
+        .retry_jitter(Duration::ZERO)
+        .build()
+        .unwrap();
+    let mut lock = holder.acquire(&["r"], TTL * 100).await.unwrap();
+    let waiting = tokio::spawn(async move { waiter.acquire(&["r"], TTL * 100).await });
+    let mut taken_back = 0;
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        lock.release().await.unwrap();
+        // Taken back before the woken waiter runs (it loses that race).
+        match holder.acquire(&["r"], TTL * 100).await {
+            Ok(again) => {
+                lock = again;
+                taken_back += 1;
+            }
+            Err(_) => break,
+        }
+    }
+    if taken_back == 3 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        lock.release().await.unwrap();
+    }
+    let won = waiting.await.unwrap().expect("the waiter gets the lock within its pause");
+    assert!(
+        won.attempts().total() >= 2 + taken_back,
+        "one attempt per release heard: {:?}",
+        won.attempts()
+    );
+    won.release().await.unwrap();
 }
 
 #[tokio::test(start_paused = true)]
@@ -255,7 +299,12 @@ async fn partial_lock_is_released_on_every_node_before_the_retry() {
     let nodes = nodes(3);
     nodes[0].inner().set("r", "other", TTL * 100);
     nodes[1].set_for(Operation::Acquire, Fault::Fail(ErrorKind::Connection));
-    let redlock = builder(&nodes).retry_count(2).build().unwrap();
+    // The timer alone, so that every attempt is one of the retry budget.
+    let redlock = builder(&nodes)
+        .retry_count(2)
+        .wake_on_release(false)
+        .build()
+        .unwrap();
     let err = redlock.acquire(&["r"], TTL).await.unwrap_err();
     assert!(
         err.is_held(),

@@ -15,6 +15,8 @@ async fn flow() -> Result<(), Error> {
         .retry_count(2)
         .retry_delay(Duration::from_millis(10))
         .retry_jitter(Duration::from_millis(5))
+        // Timers alone: every attempt after the first is one of the retries.
+        .wake_on_release(false)
         .build()?;
     let lock = redlock.acquire(&["r"], Duration::from_millis(300)).await?;
     // A contender retries on real timers, then gives up.
