@@ -304,7 +304,7 @@ impl LockBackend for MemoryBackend {
         })?;
         for i in released {
             if let Some(channel) = request.extra_args().get(i) {
-                self.inner.hub.notify(channel);
+                self.inner.hub.notify(channel, request.value().as_bytes());
             }
         }
         Ok(reply)

@@ -103,7 +103,10 @@ return n
 /// one subscribed to it as a shard channel (Redis Cluster 7+). Nobody
 /// listening, nothing is sent (`PUBSUB NUMSUB` is a table lookup), so a lock
 /// nobody waits for costs no message and no cluster-bus traffic. On Redis 6,
-/// `SHARDNUMSUB` is unknown and counts as nobody. Returns how many it deleted.
+/// `SHARDNUMSUB` is unknown and counts as nobody. The message is the released
+/// value, so a process that hears one release from several nodes can tell it
+/// is one release ([`ReleaseHub::notify`](crate::wake::ReleaseHub::notify)).
+/// Returns how many it deleted.
 pub const RELEASE_NOTIFY_LUA: &str = r#"local function listeners(kind, channel)
   local reply = redis.pcall("PUBSUB", kind, channel)
   if type(reply) == "table" and reply[2] then
@@ -118,10 +121,10 @@ for i, key in ipairs(KEYS) do
     count = count + 1
     local channel = ARGV[2 + i]
     if listeners("NUMSUB", channel) > 0 then
-      redis.call("PUBLISH", channel, "released")
+      redis.call("PUBLISH", channel, ARGV[1])
     end
     if listeners("SHARDNUMSUB", channel) > 0 then
-      redis.call("SPUBLISH", channel, "released")
+      redis.call("SPUBLISH", channel, ARGV[1])
     end
   end
 end

@@ -39,6 +39,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::hash::{Hash, Hasher};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
@@ -146,6 +147,44 @@ impl ReleaseWaker {
     }
 }
 
+/// How many recent releases the process remembers, to hear each once.
+const RECENT_RELEASES: usize = 64;
+
+/// The fingerprints of the last releases heard by any hub of the process
+/// (channel and released value), newest at `next - 1`.
+struct Recent {
+    fingerprints: [u64; RECENT_RELEASES],
+    next: usize,
+}
+
+static RECENT: Mutex<Recent> = Mutex::new(Recent {
+    fingerprints: [0; RECENT_RELEASES],
+    next: 0,
+});
+
+/// Whether this is the first message of a release the process hears: the
+/// same channel and payload from another node is the same release (lock
+/// values are 128 random bits, never reused). An empty payload, or the
+/// constant one of earlier versions, cannot tell releases apart: always
+/// first.
+fn first_hearing(channel: &str, message: &[u8]) -> bool {
+    if message.is_empty() || message == b"released" {
+        return true;
+    }
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    channel.hash(&mut hasher);
+    message.hash(&mut hasher);
+    let fingerprint = hasher.finish();
+    let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
+    if recent.fingerprints.contains(&fingerprint) {
+        return false;
+    }
+    let at = recent.next;
+    recent.fingerprints[at] = fingerprint;
+    recent.next = (at + 1) % RECENT_RELEASES;
+    true
+}
+
 #[derive(Debug, Default)]
 struct HubState {
     /// The waiters of each channel, longest first.
@@ -213,6 +252,12 @@ impl ReleaseHub {
     /// Wakes the live waiter of `channel` that has waited longest (the
     /// first registered), and forgets the closed ones.
     ///
+    /// `message` is the message's payload: the built-in release script
+    /// publishes the released lock's value, so one release heard from several
+    /// nodes (one message per node) wakes once, not once per node, across
+    /// every hub of the process. Pass an empty payload when it is unknown:
+    /// every such message wakes.
+    ///
     /// One waiter, not all: a release frees the lock for one new owner, and
     /// waking every waiter of this process made all of them race for it,
     /// each losing attempt costing a round trip and a script run on every
@@ -221,8 +266,11 @@ impl ReleaseHub {
     /// timer and are woken in turn by the next releases, first come, first
     /// served. Waiters in other processes are woken by their own hubs. A
     /// waiter that was woken and lost the race stays first in line.
-    pub fn notify(&self, channel: &str) {
+    pub fn notify(&self, channel: &str, message: &[u8]) {
         self.inner.received.fetch_add(1, Ordering::Relaxed);
+        if !first_hearing(channel, message) {
+            return;
+        }
         let waker = {
             let mut state = self.state();
             let Some(list) = state.waiters.get_mut(channel) else {
@@ -364,12 +412,12 @@ mod tests {
         let wait = ReleaseWait::new();
         let channels = [release_channel("a")];
         hub.register(&channels, &wait.waker());
-        hub.notify(&release_channel("b"));
+        hub.notify(&release_channel("b"), b"");
         assert_eq!(wait.generation(), 0);
-        hub.notify(&release_channel("a"));
+        hub.notify(&release_channel("a"), b"");
         assert_eq!(wait.generation(), 1);
         drop(wait);
-        hub.notify(&release_channel("a"));
+        hub.notify(&release_channel("a"), b"");
         assert!(hub.is_empty(), "closed waiters are pruned");
     }
 
@@ -381,16 +429,35 @@ mod tests {
         for wait in [&first, &second, &third] {
             hub.register(&channels, &wait.waker());
         }
-        hub.notify(&channels[0]);
+        hub.notify(&channels[0], b"");
         let generations = |waits: [&ReleaseWait; 3]| waits.map(ReleaseWait::generation);
         assert_eq!(generations([&first, &second, &third]), [1, 0, 0]);
         // Still waiting (it lost the race): it stays first in line.
-        hub.notify(&channels[0]);
+        hub.notify(&channels[0], b"");
         assert_eq!(generations([&first, &second, &third]), [2, 0, 0]);
         // Once it got the lock (its wait ends), the next one is woken.
         drop(first);
-        hub.notify(&channels[0]);
+        hub.notify(&channels[0], b"");
         assert_eq!([second.generation(), third.generation()], [1, 0]);
+    }
+
+    #[test]
+    fn one_release_heard_from_several_nodes_wakes_once() {
+        let (first_node, second_node) = (ReleaseHub::new(), ReleaseHub::new());
+        let wait = ReleaseWait::new();
+        let channels = [release_channel("heard-once")];
+        first_node.register(&channels, &wait.waker());
+        second_node.register(&channels, &wait.waker());
+        first_node.notify(&channels[0], b"5f0c9a1e-one-release");
+        second_node.notify(&channels[0], b"5f0c9a1e-one-release");
+        assert_eq!(wait.generation(), 1, "the same value from two nodes");
+        second_node.notify(&channels[0], b"5f0c9a1e-next-release");
+        assert_eq!(wait.generation(), 2, "another release");
+        // Payloads that cannot tell releases apart always wake.
+        first_node.notify(&channels[0], b"released");
+        second_node.notify(&channels[0], b"released");
+        assert_eq!(wait.generation(), 4);
+        assert_eq!(first_node.received() + second_node.received(), 5);
     }
 
     #[test]
@@ -437,10 +504,10 @@ mod tests {
     #[test]
     fn messages_are_counted_whether_or_not_someone_waits() {
         let hub = ReleaseHub::new();
-        hub.notify(&release_channel("nobody"));
+        hub.notify(&release_channel("nobody"), b"");
         let wait = ReleaseWait::new();
         hub.register(&[release_channel("a")], &wait.waker());
-        hub.notify(&release_channel("a"));
+        hub.notify(&release_channel("a"), b"");
         assert_eq!(hub.received(), 2);
         assert_eq!(wait.generation(), 1);
     }

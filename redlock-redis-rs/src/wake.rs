@@ -190,8 +190,8 @@ impl ReleaseWatch {
         }
         let hub = self.hub.clone();
         let on_push = move |push: PushInfo| {
-            if let Some(channel) = message_channel(&push) {
-                hub.notify(channel);
+            if let Some((channel, message)) = release_message(&push) {
+                hub.notify(channel, message);
             }
             Ok::<(), std::convert::Infallible>(())
         };
@@ -225,15 +225,21 @@ impl ReleaseWatch {
 }
 
 /// The channel of a `message` or `smessage` push: `[channel, payload]`.
-fn message_channel(push: &PushInfo) -> Option<&str> {
+fn release_message(push: &PushInfo) -> Option<(&str, &[u8])> {
     if !matches!(push.kind, PushKind::Message | PushKind::SMessage) {
         return None;
     }
-    match push.data.first()? {
-        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok(),
-        Value::SimpleString(text) => Some(text),
-        _ => None,
-    }
+    let channel = match push.data.first()? {
+        Value::BulkString(bytes) => std::str::from_utf8(bytes).ok()?,
+        Value::SimpleString(text) => text,
+        _ => return None,
+    };
+    let message: &[u8] = match push.data.get(1) {
+        Some(Value::BulkString(bytes)) => bytes,
+        Some(Value::SimpleString(text)) => text.as_bytes(),
+        _ => &[],
+    };
+    Some((channel, message))
 }
 
 /// Shared by a backend and its clones.
@@ -244,7 +250,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn reads_the_channel_of_messages_only() {
+    fn reads_the_channel_and_payload_of_messages_only() {
         let push = |kind, channel: &str| PushInfo {
             kind,
             data: vec![
@@ -254,18 +260,18 @@ mod tests {
         };
         let channel = "redlock:released:{a}";
         assert_eq!(
-            message_channel(&push(PushKind::Message, channel)),
-            Some(channel)
+            release_message(&push(PushKind::Message, channel)),
+            Some((channel, &b"released"[..]))
         );
         assert_eq!(
-            message_channel(&push(PushKind::SMessage, channel)),
-            Some(channel)
+            release_message(&push(PushKind::SMessage, channel)),
+            Some((channel, &b"released"[..]))
         );
-        assert_eq!(message_channel(&push(PushKind::Subscribe, channel)), None);
+        assert_eq!(release_message(&push(PushKind::Subscribe, channel)), None);
         let empty = PushInfo {
             kind: PushKind::Message,
             data: vec![],
         };
-        assert_eq!(message_channel(&empty), None);
+        assert_eq!(release_message(&empty), None);
     }
 }
