@@ -157,11 +157,13 @@ impl MemoryBackend {
         self.keys().fences.insert(key.to_owned(), value);
     }
 
-    /// How many fence counters the node holds (per-slot and legacy alike):
-    /// at most [`SLOTS`](crate::keys::SLOTS) once the legacy ones are
-    /// folded in, however many resources were fenced.
-    pub fn fence_counters(&self) -> usize {
-        self.keys().fences.len()
+    /// The names of the fence counters the node holds (per-slot and legacy
+    /// alike), sorted: at most [`SLOTS`](crate::keys::SLOTS) per-slot ones,
+    /// however many resources were fenced.
+    pub fn fence_counter_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.keys().fences.keys().cloned().collect();
+        keys.sort();
+        keys
     }
 
     /// Keys stored, live or expired-but-not-yet-swept (to check that memory does
