@@ -338,11 +338,8 @@ pub async fn fencing_slot_shared_across_resources<F: Fixture>(fixture: &F) {
     let (a, b) = (0..)
         .find_map(|i| {
             let name = format!("{base}{i}");
-            let slot = key_slot(&name);
-            match seen.insert(slot, name.clone()) {
-                Some(first) => Some((first, name)),
-                None => None,
-            }
+            seen.insert(key_slot(&name), name.clone())
+                .map(|first| (first, name))
         })
         .expect("two names in one slot (birthday bound: a few hundred tries)");
     assert_ne!(a, b);
