@@ -74,7 +74,7 @@ macro_rules! conformance_cases {
             fencing_counters_are_bounded => "1", [Inspect], [FENCING],
                 "20,000 fenced resources leave one fence counter per slot they fall in (at most 16,384), no per-resource counter";
             fencing_carries_legacy_counters_over => "1", [Inspect], [FENCING],
-                "a legacy per-resource counter of 1000 makes the first token 1001, is folded into the slot counter and deleted; a lower one pulls nothing back";
+                "a legacy per-resource counter of 1000 makes the first token 1001, is folded into the slot counter and deleted; a lower one pulls nothing back; a lock on two tagged resources carries both over";
             fencing_slot_shared_across_resources => "3", [], [FENCING],
                 "two resources of one slot (untagged, and same tag) get strictly rising tokens across both";
             wake_on_release => "3", [], [WAKE_ON_RELEASE],

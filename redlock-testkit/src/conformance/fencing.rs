@@ -285,7 +285,8 @@ pub async fn fencing_counters_are_bounded<F: Fixture>(fixture: &F) {
 /// (`redlock:fence:{<resource>}`, or `<resource>:redlock:fence` for a
 /// tagged resource) of 1000 makes the first token 1001; the write-back folds
 /// it into the slot counter and deletes it; a legacy counter below the slot
-/// counter does not pull tokens back, and is deleted too.
+/// counter does not pull tokens back, and is deleted too; a lock on two
+/// resources of one tag carries both of theirs over.
 pub async fn fencing_carries_legacy_counters_over<F: Fixture>(fixture: &F) {
     let Some(case) = Case::start(fixture, "fencing_carries_legacy_counters_over", 1) else {
         return;
@@ -321,6 +322,21 @@ pub async fn fencing_carries_legacy_counters_over<F: Fixture>(fixture: &F) {
         assert_eq!(view.fence_counter(&old), None, "{old} deleted again");
         view.remove_fence_counter(&slot);
     }
+    // A lock on two resources of one tag (one slot counter), each with a
+    // legacy counter: the token passes both, both are folded and deleted.
+    let (c, d) = (format!("{{{tag_of}}}:c"), format!("{{{tag_of}}}:d"));
+    view.set_fence_counter(&legacy_fence_key(&c), 3000);
+    view.set_fence_counter(&legacy_fence_key(&d), 4000);
+    let token = token_of(&redlock, &[&c, &d], "a fenced acquire of two resources").await;
+    assert!(
+        token > 4000,
+        "both legacy counters carry over: token {token}"
+    );
+    assert_eq!(view.fence_counter(&fence_key(&c)), Some(token));
+    for key in [legacy_fence_key(&c), legacy_fence_key(&d)] {
+        assert_eq!(view.fence_counter(&key), None, "{key} deleted");
+    }
+    view.remove_fence_counter(&fence_key(&c));
     case.finish().await;
 }
 
