@@ -28,7 +28,7 @@ use rand::RngExt;
 
 use crate::backend::Request;
 use crate::error::{Error, QuorumFailure};
-use crate::keys::fence_key;
+use crate::keys::fence_keys;
 use crate::lock::{Held, Lock};
 use crate::retry::Retry;
 use crate::round::{Decide, Engine, Targets};
@@ -84,7 +84,8 @@ pub(crate) struct Acquisition<'a> {
     engine: &'a Arc<Engine>,
     resources: Arc<[String]>,
     value: Arc<str>,
-    /// The fence counter of each resource; empty without fencing.
+    /// The fence counter (per slot) of each resource, then its legacy
+    /// per-resource counter ([`fence_keys`]); empty without fencing.
     fence_keys: Vec<String>,
     ttl: Duration,
     settings: Arc<Settings>,
@@ -100,7 +101,7 @@ impl<'a> Acquisition<'a> {
         settings: Arc<Settings>,
     ) -> Self {
         let fence_keys = if settings.fencing {
-            resources.iter().map(|r| fence_key(r)).collect()
+            fence_keys(&resources)
         } else {
             Vec::new()
         };

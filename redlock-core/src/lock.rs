@@ -95,6 +95,12 @@ impl Lock {
     /// lower than the highest it has seen (a stale holder, paused past its
     /// validity). Extensions keep the token.
     ///
+    /// Tokens come from one counter per Redis Cluster hash slot
+    /// ([`keys::fence_key`](crate::keys::fence_key)), so they also rise
+    /// across the resources of one slot, and a node holds at most 16,384
+    /// counters however many resources are fenced. The per-resource counters
+    /// of earlier releases are read too, and folded into the slot counters.
+    ///
     /// Monotonicity needs the fence counters to survive node restarts: run
     /// the nodes with AOF and `appendfsync always`. The delayed-restart rule,
     /// which is enough for the lock keys (they expire anyway), is NOT enough

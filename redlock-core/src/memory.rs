@@ -41,7 +41,8 @@ struct Node {
 #[derive(Debug, Default)]
 struct Keys {
     map: HashMap<String, Entry>,
-    /// Fence counters: never expire, only rise.
+    /// Fence counters: never expire, only rise (legacy per-resource ones
+    /// are folded into the per-slot ones and removed).
     fences: HashMap<String, u64>,
     /// Size after the last sweep of expired keys; the next sweep runs when the
     /// map has doubled, so expired keys never pile up.
@@ -145,7 +146,8 @@ impl MemoryBackend {
         self.len() == 0
     }
 
-    /// The fence counter stored under `key` (see [`crate::keys::fence_key`]).
+    /// The fence counter stored under `key` (see [`crate::keys::fence_key`]
+    /// and [`crate::keys::legacy_fence_key`]).
     pub fn fence_counter(&self, key: &str) -> Option<u64> {
         self.keys().fences.get(key).copied()
     }
@@ -153,6 +155,15 @@ impl MemoryBackend {
     /// Sets a fence counter (for tests: a node whose counter is ahead or behind).
     pub fn set_fence_counter(&self, key: &str, value: u64) {
         self.keys().fences.insert(key.to_owned(), value);
+    }
+
+    /// The names of the fence counters the node holds (per-slot and legacy
+    /// alike), sorted: at most [`SLOTS`](crate::keys::SLOTS) per-slot ones,
+    /// however many resources were fenced.
+    pub fn fence_counter_keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = self.keys().fences.keys().cloned().collect();
+        keys.sort();
+        keys
     }
 
     /// Keys stored, live or expired-but-not-yet-swept (to check that memory does
@@ -261,9 +272,20 @@ impl LockBackend for MemoryBackend {
             {
                 return Reply::applied(0);
             }
-            for k in request.extra_keys() {
+            // As `FENCE_LUA`: the extra keys are the slot counters, then
+            // (when there are as many again) the legacy per-resource
+            // counters, each folded into its slot counter and deleted.
+            let extra = request.extra_keys();
+            let n = request.resources().len();
+            let (slots, legacy) = if extra.len() == 2 * n {
+                extra.split_at(n)
+            } else {
+                (extra, &[][..])
+            };
+            for (i, k) in slots.iter().enumerate() {
+                let old = legacy.get(i).and_then(|l| keys.fences.remove(l));
                 let counter = keys.fences.entry(k.clone()).or_insert(0);
-                *counter = (*counter).max(token);
+                *counter = (*counter).max(token).max(old.unwrap_or(0));
             }
             Reply::applied(request.resources().len())
         })

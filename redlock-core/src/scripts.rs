@@ -54,11 +54,13 @@ end
 return count
 "#;
 
-/// The fenced acquire: `KEYS` = the n resources, then their n fence counters;
-/// `ARGV` = value, TTL. Takes every resource or none, as [`ACQUIRE_LUA`], and in
-/// the same atomic step reads the highest fence counter. Replies `{n, fence}`,
+/// The fenced acquire: `KEYS` = the n resources, then their n fence counters
+/// (the per-slot counters, [`crate::keys::fence_key`]), then their n legacy
+/// per-resource counters ([`crate::keys::legacy_fence_key`]); `ARGV` = value,
+/// TTL. Takes every resource or none, as [`ACQUIRE_LUA`], and in the same
+/// atomic step reads the highest of all those counters. Replies `{n, fence}`,
 /// or `{0, 0}` when refused.
-pub const ACQUIRE_FENCED_LUA: &str = r#"local n = #KEYS / 2
+pub const ACQUIRE_FENCED_LUA: &str = r#"local n = #KEYS / 3
 for i = 1, n do
   local current = redis.call("GET", KEYS[i])
   if current and current ~= ARGV[1] then
@@ -68,7 +70,9 @@ end
 local fence = 0
 for i = 1, n do
   redis.call("SET", KEYS[i], ARGV[1], "PX", ARGV[2])
-  local f = tonumber(redis.call("GET", KEYS[n + i]) or "0") or 0
+end
+for i = n + 1, 3 * n do
+  local f = tonumber(redis.call("GET", KEYS[i]) or "0") or 0
   if f > fence then
     fence = f
   end
@@ -78,9 +82,12 @@ return {n, fence}
 
 /// The fence write-back: `KEYS` as for [`ACQUIRE_FENCED_LUA`]; `ARGV` = value,
 /// TTL (unused), token. If every resource still holds our value, raises each
-/// fence counter to the token (never lowers it; counters never expire) and
-/// replies n; otherwise changes nothing and replies 0.
-pub const FENCE_LUA: &str = r#"local n = #KEYS / 2
+/// slot counter to the highest of itself, the resource's legacy counter and
+/// the token (never lowers it; counters never expire), deletes the legacy
+/// counter (its value now lives in the slot counter, so a later read of
+/// either finds at least as much as before) and replies n; otherwise changes
+/// nothing and replies 0.
+pub const FENCE_LUA: &str = r#"local n = #KEYS / 3
 local token = tonumber(ARGV[3])
 for i = 1, n do
   if redis.call("GET", KEYS[i]) ~= ARGV[1] then
@@ -88,9 +95,18 @@ for i = 1, n do
   end
 end
 for i = 1, n do
-  local f = tonumber(redis.call("GET", KEYS[n + i]) or "0") or 0
-  if f < token then
+  local slot = tonumber(redis.call("GET", KEYS[n + i]) or "0") or 0
+  local legacy = redis.call("GET", KEYS[2 * n + i])
+  local held = tonumber(legacy or "0") or 0
+  if held > token then
+    if slot < held then
+      redis.call("SET", KEYS[n + i], legacy)
+    end
+  elseif slot < token then
     redis.call("SET", KEYS[n + i], ARGV[3])
+  end
+  if legacy then
+    redis.call("DEL", KEYS[2 * n + i])
   end
 end
 return n

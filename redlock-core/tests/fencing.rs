@@ -5,7 +5,7 @@ mod common;
 use std::time::Duration;
 
 use common::{builder, live_keys, nodes, Virtual};
-use redlock_core::keys::fence_key;
+use redlock_core::keys::{fence_key, legacy_fence_key};
 use redlock_core::{Error, ErrorKind, Fault, Operation, Redlock};
 
 const TTL: Duration = Duration::from_millis(500);
@@ -69,6 +69,50 @@ async fn a_stale_high_counter_outside_the_quorum_cannot_break_the_order() {
     let lock = redlock.acquire(&["res"], TTL).await.unwrap();
     assert_eq!(lock.fencing_token(), Some(1002));
     lock.release().await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn legacy_per_resource_counters_carry_over_and_are_folded_in() {
+    let nodes = nodes(5);
+    let redlock = fenced(&nodes);
+    let (slot, legacy) = (fence_key("res"), legacy_fence_key("res"));
+    // Counters left by a release with one counter per resource: 500 on a
+    // quorum, 1000 on a node that is down.
+    for node in &nodes[..3] {
+        node.inner().set_fence_counter(&legacy, 500);
+    }
+    nodes[4].inner().set_fence_counter(&legacy, 1000);
+    nodes[4].set(Fault::Fail(ErrorKind::Connection));
+    let lock = redlock.acquire(&["res"], TTL).await.unwrap();
+    assert_eq!(
+        lock.fencing_token(),
+        Some(501),
+        "the old counters carry over"
+    );
+    lock.release().await.unwrap();
+    for (i, node) in nodes[..4].iter().enumerate() {
+        let (s, l) = (
+            node.inner().fence_counter(&slot),
+            node.inner().fence_counter(&legacy),
+        );
+        assert!(
+            l.is_none() || s.is_none(),
+            "node {i}: folded into the slot counter, or not written back: {s:?} {l:?}"
+        );
+    }
+    // The down node comes back: its old counter is read, and the token
+    // passes it; the write-back folds it in.
+    nodes[4].set(Fault::None);
+    for node in &nodes[..4] {
+        node.set(Fault::Fail(ErrorKind::Connection));
+    }
+    nodes[0].set(Fault::None);
+    nodes[1].set(Fault::None);
+    let lock = redlock.acquire(&["res"], TTL).await.unwrap();
+    assert_eq!(lock.fencing_token(), Some(1001));
+    lock.release().await.unwrap();
+    assert_eq!(nodes[4].inner().fence_counter(&legacy), None);
+    assert_eq!(nodes[4].inner().fence_counter(&slot), Some(1001));
 }
 
 #[tokio::test(start_paused = true)]

@@ -497,9 +497,11 @@ fn fencing_tokens_rise_across_owners() {
         }
         // The write-back promises the token to a quorum, not to every node:
         // the round ends once two of three confirm, so the third may lag.
+        // One counter for the slot of the tag `acct`.
+        let fence = redlock_core::keys::fence_key("{acct}1");
         let counters: Vec<Option<u64>> = servers
             .iter()
-            .map(|s| get(&mut s.cli(), "{acct}1:redlock:fence").and_then(|v| v.parse().ok()))
+            .map(|s| get(&mut s.cli(), &fence).and_then(|v| v.parse().ok()))
             .collect();
         let at_last = counters.iter().filter(|c| **c == Some(last)).count();
         assert!(at_last >= 2, "token {last} on a quorum: {counters:?}");

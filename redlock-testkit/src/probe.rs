@@ -172,6 +172,28 @@ impl Probe {
         keys
     }
 
+    /// How many keys match `pattern`, counted with `SCAN` (the node keeps
+    /// serving others meanwhile, unlike `KEYS`).
+    pub fn count_keys(&self, pattern: &str) -> usize {
+        let mut cursor = 0u64;
+        let mut count = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self.query(
+                redis::cmd("SCAN")
+                    .arg(cursor)
+                    .arg("MATCH")
+                    .arg(pattern)
+                    .arg("COUNT")
+                    .arg(1000),
+            );
+            count += keys.len();
+            if next == 0 {
+                return count;
+            }
+            cursor = next;
+        }
+    }
+
     /// `SCRIPT FLUSH`: forgets every cached script, so the next `EVALSHA`
     /// answers `NOSCRIPT`.
     pub fn script_flush(&self) {

@@ -71,6 +71,12 @@ macro_rules! conformance_cases {
                 "tokens rise across owners and with a node down, an extension keeps its token; counters on a quorum, never expiring";
             fencing_race [fencing_race_3 = 3, fencing_race_5 = 5] => "3, 5", [Inspect, Kill, Restart], [FENCING],
                 "racing owners get strictly rising tokens while a far-ahead node is down, then back with a minority lagging";
+            fencing_counters_are_bounded => "1", [Inspect], [FENCING],
+                "20,000 fenced resources leave one fence counter per slot they fall in (at most 16,384), no per-resource counter";
+            fencing_carries_legacy_counters_over => "1", [Inspect], [FENCING],
+                "a legacy per-resource counter of 1000 makes the first token 1001, is folded into the slot counter and deleted; a lower one pulls nothing back; a lock on two tagged resources carries both over";
+            fencing_slot_shared_across_resources => "3", [], [FENCING],
+                "two resources of one slot (untagged, and same tag) get strictly rising tokens across both";
             wake_on_release => "3", [], [WAKE_ON_RELEASE],
                 "a 5 s retry delay is cut short by the release";
             wake_follows_interest => "1", [PubSub], [WAKE_ON_RELEASE],

@@ -80,6 +80,22 @@ pub async fn cluster_hash_tagged_multi_resource<F: Fixture>(fixture: &F) {
         probe.keyslot(&b),
         "hash-tagged keys share a slot"
     );
+    // The core's slot arithmetic (fence counters are per slot) agrees with
+    // the cluster's, and each fence counter lies in its resource's slot.
+    let single = format!("{}:single", case.prefix);
+    for key in [
+        a.as_str(),
+        single.as_str(),
+        "123456789",
+        "foo{}{bar}",
+        "foo{{bar}}zap",
+        "x}y{z",
+    ] {
+        let slot = probe.keyslot(key);
+        assert_eq!(redlock_core::keys::key_slot(key), slot, "the slot of {key}");
+        let fence = redlock_core::keys::fence_key(key);
+        assert_eq!(probe.keyslot(&fence), slot, "{fence} lies in {key}'s slot");
+    }
 
     let lock = expect_lock(
         redlock.acquire(&[&a, &b], Duration::from_secs(10)).await,
@@ -114,7 +130,6 @@ pub async fn cluster_hash_tagged_multi_resource<F: Fixture>(fixture: &F) {
         return;
     }
     let fenced = build(case.builder().await.fencing(true));
-    let single = format!("{}:single", case.prefix);
     let mut tokens = Vec::new();
     for resources in [vec![&a, &b], vec![&single], vec![&a, &b]] {
         let lock = expect_lock(

@@ -4,9 +4,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use std::collections::{HashMap, HashSet};
+
 use futures::future::join_all;
-use redlock_core::keys::fence_key;
-use redlock_core::RetryCount;
+use futures::stream::{self, StreamExt};
+use redlock_core::keys::{fence_key, key_slot, legacy_fence_key, SLOTS};
+use redlock_core::{Redlock, RetryCount};
 
 use super::case::{expect_lock, minority, Case};
 use super::support::{build, sleep, within};
@@ -196,6 +199,187 @@ pub async fn fencing_race<F: Fixture>(fixture: &F, n: usize) {
     for i in 0..n {
         if let Some(view) = case.inspect(i) {
             view.remove_fence_counter(&fence);
+        }
+    }
+    case.finish().await;
+}
+
+/// A fenced acquire of `resources` that must succeed, released at once;
+/// returns its token.
+async fn token_of<S: AsRef<str>>(redlock: &Redlock, resources: &[S], what: &str) -> u64 {
+    let lock = expect_lock(
+        redlock.acquire(resources, Duration::from_secs(10)).await,
+        what,
+    );
+    let token = lock
+        .fencing_token()
+        .unwrap_or_else(|| panic!("{what}: a fenced lock carries a token"));
+    let release = lock
+        .release()
+        .await
+        .unwrap_or_else(|e| panic!("{what}: release: {e:?}"));
+    assert!(release.was_held(), "{what}: {release:?}");
+    token
+}
+
+/// Bounded memory: fencing 20,000 distinct resources on one node (64 at a
+/// time) leaves one fence counter per hash slot they fall in, not one per
+/// resource: at most 16,384 (`SLOTS`), fewer than the resources, and
+/// exactly as many as their distinct slots; no legacy per-resource counter
+/// is created. With per-resource counters it would hold 20,000.
+pub async fn fencing_counters_are_bounded<F: Fixture>(fixture: &F) {
+    const RESOURCES: usize = 20_000;
+    const AT_ONCE: usize = 64;
+    let Some(case) = Case::start(fixture, "fencing_counters_are_bounded", 1) else {
+        return;
+    };
+    let base = case.key("resource");
+    let redlock = build(case.builder().await.fencing(true));
+    let names: Vec<String> = (0..RESOURCES).map(|i| format!("{base}:{i}")).collect();
+    let tokens: Vec<u64> =
+        within(
+            Duration::from_secs(100),
+            "fencing 20,000 resources",
+            stream::iter(&names)
+                .map(|name| {
+                    let redlock = &redlock;
+                    async move {
+                        token_of(redlock, &[name], "a fenced acquire of a fresh resource").await
+                    }
+                })
+                .buffer_unordered(AT_ONCE)
+                .collect(),
+        )
+        .await;
+    assert_eq!(tokens.len(), RESOURCES);
+    assert!(tokens.iter().all(|t| *t >= 1), "tokens start at 1");
+    let slots: HashSet<u16> = names.iter().map(|n| key_slot(n)).collect();
+    let view = case
+        .inspect(0)
+        .expect("the fixture provides inspection (a need of this case)");
+    let counters = view
+        .slot_fence_counters()
+        .expect("this case needs a view that counts the fence counters");
+    assert!(
+        counters <= usize::from(SLOTS) && counters < RESOURCES,
+        "{RESOURCES} fenced resources must leave at most one counter per slot, not one each: \
+         {counters} counters"
+    );
+    assert_eq!(
+        counters,
+        slots.len(),
+        "one counter per slot the resources fall in"
+    );
+    for name in names.iter().step_by(997) {
+        assert_eq!(
+            view.fence_counter(&legacy_fence_key(name)),
+            None,
+            "no per-resource counter is created for {name}"
+        );
+    }
+    // The case's nodes are its own: its permanent counters go with them.
+    case.finish().await;
+}
+
+/// Carry-over from per-resource counters: a legacy counter
+/// (`redlock:fence:{<resource>}`, or `<resource>:redlock:fence` for a
+/// tagged resource) of 1000 makes the first token 1001; the write-back folds
+/// it into the slot counter and deletes it; a legacy counter below the slot
+/// counter does not pull tokens back, and is deleted too; a lock on two
+/// resources of one tag carries both of theirs over.
+pub async fn fencing_carries_legacy_counters_over<F: Fixture>(fixture: &F) {
+    let Some(case) = Case::start(fixture, "fencing_carries_legacy_counters_over", 1) else {
+        return;
+    };
+    let view = case
+        .inspect(0)
+        .expect("the fixture provides inspection (a need of this case)");
+    let plain = case.key("plain");
+    let tag_of = case.key("tag");
+    let tagged = format!("{{{tag_of}}}:tagged");
+    let redlock = build(case.builder().await.fencing(true));
+    for (resource, legacy) in [(&plain, 1000), (&tagged, 2000)] {
+        let old = legacy_fence_key(resource);
+        let slot = fence_key(resource);
+        view.set_fence_counter(&old, legacy);
+        let token = token_of(&redlock, &[resource], "the first fenced acquire").await;
+        assert!(
+            token > legacy,
+            "{resource}: the legacy counter {old} = {legacy} carries over: token {token}"
+        );
+        assert_eq!(view.fence_counter(&slot), Some(token), "{slot} holds it");
+        assert_eq!(
+            view.fence_counter(&old),
+            None,
+            "the write-back deletes the legacy counter {old}"
+        );
+        // A stale legacy counter, below the slot counter, cannot pull the
+        // token back.
+        view.set_fence_counter(&old, 3);
+        let next = token_of(&redlock, &[resource], "a later fenced acquire").await;
+        assert!(next > token, "{resource}: {token} then {next}");
+        assert_eq!(view.fence_counter(&slot), Some(next));
+        assert_eq!(view.fence_counter(&old), None, "{old} deleted again");
+        view.remove_fence_counter(&slot);
+    }
+    // A lock on two resources of one tag (one slot counter), each with a
+    // legacy counter: the token passes both, both are folded and deleted.
+    let (c, d) = (format!("{{{tag_of}}}:c"), format!("{{{tag_of}}}:d"));
+    view.set_fence_counter(&legacy_fence_key(&c), 3000);
+    view.set_fence_counter(&legacy_fence_key(&d), 4000);
+    let token = token_of(&redlock, &[&c, &d], "a fenced acquire of two resources").await;
+    assert!(
+        token > 4000,
+        "both legacy counters carry over: token {token}"
+    );
+    assert_eq!(view.fence_counter(&fence_key(&c)), Some(token));
+    for key in [legacy_fence_key(&c), legacy_fence_key(&d)] {
+        assert_eq!(view.fence_counter(&key), None, "{key} deleted");
+    }
+    view.remove_fence_counter(&fence_key(&c));
+    case.finish().await;
+}
+
+/// Resources of one hash slot share its fence counter: two distinct
+/// resources without a hash tag that fall in the same slot (found by
+/// search), and two with the same tag, get strictly rising tokens across
+/// both, alternately acquired on 3 nodes. With a counter per resource, the
+/// second resource would start again at 1.
+pub async fn fencing_slot_shared_across_resources<F: Fixture>(fixture: &F) {
+    let Some(case) = Case::start(fixture, "fencing_slot_shared_across_resources", 3) else {
+        return;
+    };
+    let base = case.key("r");
+    let mut seen = HashMap::new();
+    let (a, b) = (0..)
+        .find_map(|i| {
+            let name = format!("{base}{i}");
+            seen.insert(key_slot(&name), name.clone())
+                .map(|first| (first, name))
+        })
+        .expect("two names in one slot (birthday bound: a few hundred tries)");
+    assert_ne!(a, b);
+    assert_eq!(fence_key(&a), fence_key(&b), "one counter for one slot");
+    let tag = case.key("tag");
+    let (c, d) = (format!("{{{tag}}}c"), format!("{{{tag}}}d"));
+    let redlock = build(case.builder().await.fencing(true));
+    for (x, y) in [(&a, &b), (&c, &d)] {
+        let mut tokens = Vec::new();
+        for resource in [x, y, x, y] {
+            tokens.push(token_of(&redlock, &[resource], "a fenced acquire").await);
+        }
+        assert!(
+            tokens.windows(2).all(|w| w[0] < w[1]),
+            "tokens rise across the resources of one slot ({x}, {y}): {tokens:?}"
+        );
+        // Together, a lock on both: its token is above both.
+        let both = token_of(&redlock, &[x, y], "a fenced acquire of both").await;
+        assert!(both > tokens[3], "{tokens:?} then {both}");
+    }
+    for i in 0..3 {
+        if let Some(view) = case.inspect(i) {
+            view.remove_fence_counter(&fence_key(&a));
+            view.remove_fence_counter(&fence_key(&c));
         }
     }
     case.finish().await;

@@ -81,7 +81,10 @@ pub use faults::{
     node_restart_with_persistence, password_in_url, paused_node_times_out,
     unreachable_node_refused, wrong_password_rejected,
 };
-pub use fencing::{fencing_race, fencing_tokens};
+pub use fencing::{
+    fencing_carries_legacy_counters_over, fencing_counters_are_bounded, fencing_race,
+    fencing_slot_shared_across_resources, fencing_tokens,
+};
 pub use input::bad_input_reaches_no_node;
 pub use quorum::{majority_held, majority_killed, minority_held, minority_killed};
 pub use scripts::{custom_scripts, noscript_fallback};
@@ -157,7 +160,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(seen.len(), 34, "the real-Redis suite has 34 tests");
+        assert_eq!(seen.len(), 37, "the real-Redis suite has 37 tests");
     }
 
     #[test]
