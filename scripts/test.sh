@@ -1,17 +1,25 @@
 #!/usr/bin/env bash
-# The whole test suite, on a fresh machine: installs redis-server and
-# redis-tools (Debian packages) when missing, then checks formatting and lints
-# and runs every test in the workspace against real redis-server processes
-# that the testkit starts on free loopback ports.
+# The whole test suite, on a fresh machine: installs redis-server,
+# redis-tools and faketime (Debian packages) when missing, then checks
+# formatting and lints, runs every test in the workspace against real
+# redis-server processes that the testkit starts on free loopback ports, and
+# checks the protocol model with spin (scripts/model-check.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1 || ! command -v redis-cli >/dev/null 2>&1; then
-  echo "==> redis-server/redis-cli missing: installing redis-server and redis-tools with apt-get"
+# Debian packages the suite needs: redis-server and redis-cli for every test
+# about Redis, faketime (libfaketime) for the chaos runner's clock-jump
+# schedules. scripts/model-check.sh installs spin itself.
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> missing: installing ${missing[*]} with apt-get"
   SUDO=""
   if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server redis-tools >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 echo "==> $(redis-server --version)"
 
