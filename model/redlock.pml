@@ -17,6 +17,8 @@
  *   FENCING    0/1  the fenced acquire: token = max counter + 1, written back
  *   CHECK      1    assert mutual exclusion
  *              2    assert that fencing tokens strictly increase
+ * and the bounds (TTL, DRIFT, MAXT, ATTEMPTS, EXTEND, REPLY_LOSS, MAX_CRASHES,
+ * MAX_TTL), each with its default below.
  *
  * Which Rust each part stands for (files under redlock-core/src/):
  *   client            acquire.rs  Acquisition::run (attempt, undo, retry),
@@ -79,7 +81,9 @@
 #define CHECK_FENCE 2
 #define N       3       /* nodes */
 #define QUORUM  2       /* round.rs quorum_size: floor(N/2)+1 */
+#ifndef MAX_TTL
 #define MAX_TTL TTL     /* the quarantine horizon: the longest TTL in use */
+#endif
 
 byte now;               /* global time, in ticks */
 #define me (_pid - 2)   /* a client's index: clock is pid 0, crasher pid 1 */
