@@ -33,9 +33,10 @@
  *   node_fence        scripts.rs  FENCE_LUA
  *   node_extend       scripts.rs  EXTEND_LUA
  *   node_release      scripts.rs  RELEASE_LUA
- *   fence[]           keys.rs     fence_key: the counter beside the resource
- *                                 (per hash slot once issue 10 item 4 lands;
- *                                 with one resource it is the same counter)
+ *   fence[]           keys.rs     fence_key: the fence counter of the
+ *                                 resource's hash slot (one resource here, so
+ *                                 one counter; the legacy per-resource
+ *                                 counter that FENCE_LUA folds in is left out)
  *   QUARANTINED       the restart quarantine (DESIGN.md section 7)
  *   clock             Runtime::now, and Redis dropping a key at its PX
  *   crasher           a redis-server crash and restart (no Rust counterpart)
