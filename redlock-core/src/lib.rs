@@ -66,6 +66,7 @@
 #![forbid(unsafe_code)]
 
 mod acquire;
+pub mod age;
 pub mod backend;
 mod builder;
 mod error;

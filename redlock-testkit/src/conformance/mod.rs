@@ -62,6 +62,7 @@ mod contention;
 mod faults;
 mod fencing;
 mod input;
+mod quarantine;
 mod quorum;
 mod scripts;
 mod support;
@@ -83,6 +84,7 @@ pub use faults::{
 };
 pub use fencing::{fencing_race, fencing_tokens};
 pub use input::bad_input_reaches_no_node;
+pub use quarantine::restart_quarantine;
 pub use quorum::{majority_held, majority_killed, minority_held, minority_killed};
 pub use scripts::{custom_scripts, noscript_fallback};
 pub use support::{sleep, unique_prefix, within};
@@ -157,7 +159,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(seen.len(), 34, "the real-Redis suite has 34 tests");
+        assert_eq!(seen.len(), 35, "the real-Redis suite has 35 tests");
     }
 
     #[test]
