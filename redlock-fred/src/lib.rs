@@ -138,6 +138,23 @@
 //! ([`CROSS_SLOT_HINT`](redlock_core::protocol::CROSS_SLOT_HINT)).
 //! The fred error is kept as the [source](std::error::Error::source).
 //!
+//! # Restart quarantine
+//!
+//! With [`Settings::restart_quarantine`](redlock_core::Settings::restart_quarantine),
+//! a standalone backend built by [`FredBackend::connect`] or
+//! [`FredBackend::from_config`] reports its node's age through
+//! [`LockBackend::node_age`] without I/O (see [`redlock_core::age`]). A
+//! restart always drops the connection, so every connection error and every
+//! (re)connection event of fred's, and every call that fails with a
+//! connection error or a timeout, makes the age unknown; the core then has
+//! the backend read `INFO server` (`uptime_in_seconds`, `run_id`) before the
+//! node votes again. An acquire is refused ([`ErrorKind::Quarantined`])
+//! while the node is younger than the window, and a vote whose connection
+//! changed during the call is not counted. A cluster backend, or a client
+//! passed to [`FredBackend::new`] (whose events this crate does not follow),
+//! answers [`ErrorKind::Unsupported`] under quarantine rather than vote
+//! unchecked.
+//!
 //! # Redis Cluster
 //!
 //! [`FredBackend::connect_cluster`] makes one backend for a whole cluster: fred

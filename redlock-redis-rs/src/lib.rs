@@ -110,6 +110,27 @@
 //! the watch; its waiters fall back to the retry delay.
 //! [`RedisBackend::wake_messages`] counts the messages received.
 //!
+//! # Restart quarantine
+//!
+//! With [`Settings::restart_quarantine`](redlock_core::Settings::restart_quarantine),
+//! a standalone backend reports its node's age through
+//! [`LockBackend::node_age`] without I/O (see [`redlock_core::age`]). A
+//! restart always drops the connection, so the backend forgets the age the
+//! moment a call fails with an I/O, dropped, refused or timed-out connection
+//! (in the very poll in which the [`ConnectionManager`] starts reconnecting),
+//! and, over RESP3, on the manager's disconnection push (a backend from
+//! [`RedisBackend::connect_with_config`] installs its own push sender on the
+//! lock connection for this). Before the node votes again, the core has it
+//! read `INFO server` (`uptime_in_seconds`, `run_id`); an acquire is refused
+//! ([`ErrorKind::Quarantined`]) while the node is younger than the window,
+//! and a vote whose connection broke during the call is not counted. Nothing
+//! is sent on the hot path. A [`RedisClusterBackend`] answers
+//! [`ErrorKind::Unsupported`] under quarantine: the cluster client retries a
+//! command on a fresh connection to a restarted master without reporting the
+//! break. A `ConnectionManager` you build yourself over RESP3 reconnects on
+//! its push without failing a call, which this crate cannot see: use
+//! [`RedisBackend::connect_with_config`] for quarantine over RESP3.
+//!
 //! # Runtimes and features
 //!
 //! | feature | default | what it does |
