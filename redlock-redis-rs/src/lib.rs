@@ -700,6 +700,33 @@ mod tests {
     }
 
     #[test]
+    fn info_replies_give_the_youngest_node() {
+        let one =
+            |id: &str, up: u64| format!("# Server\r\nrun_id:{id}\r\nuptime_in_seconds:{up}\r\n");
+        let standalone = Value::BulkString(one("a", 40).into_bytes());
+        let info = youngest(&standalone).expect("parsed");
+        assert_eq!((info.run_id.as_str(), info.uptime.as_secs()), ("a", 40));
+        // A cluster answers per master; the youngest decides, and the
+        // identity is the set of masters.
+        let cluster = Value::Map(vec![
+            (
+                Value::SimpleString("127.0.0.1:7001".into()),
+                Value::BulkString(one("b", 90).into_bytes()),
+            ),
+            (
+                Value::SimpleString("127.0.0.1:7002".into()),
+                Value::VerbatimString {
+                    format: redis::VerbatimFormat::Text,
+                    text: one("a", 5),
+                },
+            ),
+        ]);
+        let info = youngest(&cluster).expect("parsed");
+        assert_eq!((info.run_id.as_str(), info.uptime.as_secs()), ("a,b", 5));
+        assert!(youngest(&Value::Okay).is_none());
+    }
+
+    #[test]
     fn malformed_url_is_an_error_not_a_panic() {
         let err = futures::executor::block_on(RedisBackend::connect("nonsense://"))
             .expect_err("must fail");
