@@ -43,12 +43,18 @@
 //! | `restart-delayed` | yes | kill -9, restart (empty, no persistence) after TTL + 300 ms |
 //! | `mixed` | yes | any of the above, at random (nodes run with AOF) |
 //! | `majority-restart-no-aof` | **no** | while a client holds a lock, a majority (3 of 5) is killed and restarted at once without persistence |
+//! | `majority-restart-no-aof-quarantine` | yes | the same faults, with [restart quarantine](redlock_core::Settings::restart_quarantine) on (window = the TTL) |
 //!
 //! The last one breaks the algorithm's assumption (a restarted node must not
 //! forget keys, or must stay down for the longest TTL): the restarted majority
 //! comes back empty, another client takes the same lock while the first still
 //! holds it, and the checker must report it (overlaps and lost updates, and
 //! usually a token that went back, as the fence counters were lost too).
+//! `majority-restart-no-aof-quarantine` runs the same faults with restart
+//! quarantine on: the restarted majority does not vote until the TTL has
+//! passed since it came back, so no lock is granted meanwhile and there must
+//! be no overlap and no lost update (fence counters are still lost, so token
+//! order is reported, not required).
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -103,11 +109,14 @@ pub enum Schedule {
     /// A majority crashed and restarted at once without persistence while a
     /// lock is held: unsafe.
     MajorityRestartNoAof,
+    /// The same faults as [`MajorityRestartNoAof`](Self::MajorityRestartNoAof),
+    /// with restart quarantine on: safe.
+    MajorityRestartNoAofQuarantine,
 }
 
 impl Schedule {
     /// Every schedule, in the order the runner runs them.
-    pub const ALL: [Schedule; 9] = [
+    pub const ALL: [Schedule; 10] = [
         Schedule::Baseline,
         Schedule::Latency,
         Schedule::Partition,
@@ -117,6 +126,7 @@ impl Schedule {
         Schedule::RestartDelayed,
         Schedule::Mixed,
         Schedule::MajorityRestartNoAof,
+        Schedule::MajorityRestartNoAofQuarantine,
     ];
 
     /// Its name on the command line and in the report.
@@ -131,6 +141,7 @@ impl Schedule {
             Schedule::RestartDelayed => "restart-delayed",
             Schedule::Mixed => "mixed",
             Schedule::MajorityRestartNoAof => "majority-restart-no-aof",
+            Schedule::MajorityRestartNoAofQuarantine => "majority-restart-no-aof-quarantine",
         }
     }
 
@@ -150,7 +161,25 @@ impl Schedule {
     /// so token order there is reported, not required (see
     /// `Lock::fencing_token` and `tests/fencing_restart.rs`).
     pub fn fencing_promised(self) -> bool {
-        self.safe() && self != Schedule::RestartDelayed
+        self.safe()
+            && !matches!(
+                self,
+                Schedule::RestartDelayed | Schedule::MajorityRestartNoAofQuarantine
+            )
+    }
+
+    /// Whether the schedule restarts a majority while a client holds a lock
+    /// (and so needs a TTL of at least [`UNSAFE_MIN_TTL`]).
+    pub fn majority_restart(self) -> bool {
+        matches!(
+            self,
+            Schedule::MajorityRestartNoAof | Schedule::MajorityRestartNoAofQuarantine
+        )
+    }
+
+    /// Whether the clients run with restart quarantine (window = the TTL).
+    pub fn quarantine(self) -> bool {
+        self == Schedule::MajorityRestartNoAofQuarantine
     }
 
     /// Whether the nodes run with AOF (`appendfsync always`).
@@ -267,10 +296,10 @@ fn count_keys(nodes: &[RedisNode], prefix: &str) -> Result<u64, ChaosError> {
 /// Runs one schedule: starts its nodes and proxies, the clients and the
 /// faults, and checks what happened.
 pub fn run(schedule: Schedule, config: &Config) -> Result<Report, ChaosError> {
-    let ttl = if schedule.safe() {
-        config.ttl
-    } else {
+    let ttl = if schedule.majority_restart() {
         config.ttl.max(UNSAFE_MIN_TTL)
+    } else {
+        config.ttl
     };
     let nodes = RedisNodes::start_with(
         config.nodes.max(3),
@@ -279,6 +308,13 @@ pub fn run(schedule: Schedule, config: &Config) -> Result<Report, ChaosError> {
             ..NodeOptions::default()
         },
     )?;
+    if schedule.quarantine() {
+        // The nodes were just started: under quarantine none votes until
+        // the window (the TTL, plus the one second uptime is rounded by)
+        // has passed. Let them age first, so the clients work normally
+        // before the first restart.
+        std::thread::sleep(ttl + Duration::from_millis(1500));
+    }
     let proxies: Vec<FaultProxy> = nodes
         .iter()
         .map(FaultProxy::for_node)
@@ -316,14 +352,15 @@ pub fn run(schedule: Schedule, config: &Config) -> Result<Report, ChaosError> {
         let mut redlocks = Vec::with_capacity(config.clients);
         for i in 0..config.clients.max(1) {
             let fred = i >= config.clients.max(1) / 2;
-            redlocks.push(connect_client(&urls, fred).await?);
+            let quarantine = schedule.quarantine().then_some(ttl);
+            redlocks.push(connect_client(&urls, fred, quarantine).await?);
         }
         Ok::<_, ChaosError>(redlocks)
     })?;
     // Sampled once every client is connected.
     let sampler = config.sample_resources.then(sys::Sampler::start);
 
-    let duration = if schedule.safe() {
+    let duration = if !schedule.majority_restart() {
         config.seconds
     } else {
         // Long enough for a few hold-and-restart cycles; it ends early once

@@ -47,7 +47,7 @@ fn every_schedule_briefly() {
     let report: Value = serde_json::from_str(last)
         .unwrap_or_else(|e| panic!("the last line is not JSON ({e}): {last:?}"));
     let schedules = report["schedules"].as_array().expect("a schedules array");
-    assert_eq!(schedules.len(), 9, "every schedule reported: {last}");
+    assert_eq!(schedules.len(), 10, "every schedule reported: {last}");
     let number = |row: &Value, key: &str| {
         row[key]
             .as_u64()

@@ -46,7 +46,7 @@ use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -64,6 +64,7 @@ pub struct Request<'a> {
     extra_keys: &'a [String],
     extra_args: &'a [String],
     plain_set_nx: bool,
+    restart_quarantine: Option<Duration>,
 }
 
 impl<'a> Request<'a> {
@@ -77,7 +78,25 @@ impl<'a> Request<'a> {
             extra_keys: &[],
             extra_args: &[],
             plain_set_nx: false,
+            restart_quarantine: None,
         }
+    }
+
+    /// Marks an acquire made under
+    /// [`Settings::restart_quarantine`](crate::Settings::restart_quarantine).
+    pub fn with_restart_quarantine(mut self, max_ttl: Option<Duration>) -> Self {
+        self.restart_quarantine = max_ttl;
+        self
+    }
+
+    /// On an acquire under restart quarantine, the quarantine window. The
+    /// core has already checked [`LockBackend::node_age`] before sending; a
+    /// backend that tracks node ages re-checks it on the connection it
+    /// actually uses, and answers [`ErrorKind::Quarantined`] (without
+    /// voting) when that connection is newer than the age it reported or
+    /// the node is younger than this. `None` for every other request.
+    pub fn restart_quarantine(&self) -> Option<Duration> {
+        self.restart_quarantine
     }
 
     /// Allows the backend to run this acquire as a plain `SET` (see
@@ -241,6 +260,12 @@ pub enum ErrorKind {
     Unsupported,
     /// The node is busy (`BUSY`, `LOADING`, `TRYAGAIN`, `MASTERDOWN`, ...). Retryable.
     Busy,
+    /// Restart quarantine: the node came up (or was reconnected to) less
+    /// than [`Settings::restart_quarantine`](crate::Settings::restart_quarantine)
+    /// ago, or its age is not known yet, so it may have lost keys and its
+    /// vote for an acquire is not asked. Retryable: it votes again once old
+    /// enough.
+    Quarantined,
     /// Anything else. Retryable.
     Other,
 }
@@ -267,6 +292,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Protocol => "unexpected reply",
             ErrorKind::Unsupported => "unsupported",
             ErrorKind::Busy => "node busy",
+            ErrorKind::Quarantined => "node in restart quarantine",
             ErrorKind::Other => "backend error",
         })
     }
@@ -348,6 +374,24 @@ impl StdError for BackendError {
     }
 }
 
+/// How long a node has been up, as its backend knows it without I/O (see
+/// [`LockBackend::node_age`]). Used only by restart quarantine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NodeAge {
+    /// The backend does not track ages (the default, and
+    /// [`MemoryBackend`](crate::MemoryBackend)): the node is never quarantined.
+    Untracked,
+    /// The backend tracks ages but has not read this node's since it
+    /// (re)connected: with quarantine on, the node counts as quarantined
+    /// until [`LockBackend::refresh_node_age`] reads it.
+    Unknown,
+    /// The node came up at this instant (on the monotonic clock of
+    /// [`Instant::now`]), or later: backends round towards the latest
+    /// possible boot, so that an age is never overestimated.
+    UpSince(Instant),
+}
+
 /// One node's view of the lock: run one operation on one node.
 ///
 /// Object safe, so `Vec<Box<dyn LockBackend>>` and wrappers (fault injection,
@@ -418,6 +462,32 @@ pub trait LockBackend: Send + Sync {
         Ok(())
     }
 
+    /// Restart quarantine: when the node that serves `resources` came up,
+    /// as far as the backend knows **without I/O** (the core asks it before
+    /// every acquire made with
+    /// [`Settings::restart_quarantine`](crate::Settings::restart_quarantine),
+    /// and never otherwise). A Redis backend reads `INFO server`
+    /// (`uptime_in_seconds`, `run_id`) on every (re)connection, since a
+    /// restart always drops the connection, and forgets the age
+    /// ([`NodeAge::Unknown`]) the moment it sees the connection break. A
+    /// cluster backend answers for the master of the resources' slot, or
+    /// for its youngest master. The default, [`NodeAge::Untracked`], never
+    /// quarantines.
+    fn node_age(&self, resources: &[String]) -> NodeAge {
+        let _ = resources;
+        NodeAge::Untracked
+    }
+
+    /// Reads the age of the node serving `resources` (an `INFO server`), so
+    /// that [`node_age`](Self::node_age) stops answering
+    /// [`NodeAge::Unknown`]. The core calls it, within the per-node timeout,
+    /// in place of an acquire when quarantine is on and the age is unknown.
+    /// The default does nothing.
+    async fn refresh_node_age(&self, resources: &[String]) -> Result<(), BackendError> {
+        let _ = resources;
+        Ok(())
+    }
+
     /// A short name for statistics, logs and the error hook, such as
     /// `redis://127.0.0.1:7001`.
     fn describe(&self) -> Cow<'_, str> {
@@ -446,6 +516,12 @@ macro_rules! forward_backend {
             }
             async fn unwatch_releases(&self) -> Result<(), BackendError> {
                 (**self).unwatch_releases().await
+            }
+            fn node_age(&self, resources: &[String]) -> NodeAge {
+                (**self).node_age(resources)
+            }
+            async fn refresh_node_age(&self, resources: &[String]) -> Result<(), BackendError> {
+                (**self).refresh_node_age(resources).await
             }
             fn describe(&self) -> Cow<'_, str> {
                 (**self).describe()

@@ -79,6 +79,13 @@ impl RedlockBuilder {
         self.settings.wake_on_release = enabled;
         self
     }
+    /// Restart quarantine: a node that came up less than `max_ttl` ago does
+    /// not vote for an acquire, and every TTL above `max_ttl` is refused
+    /// (see [`Settings::restart_quarantine`]). Off by default.
+    pub fn restart_quarantine(mut self, max_ttl: Duration) -> Self {
+        self.settings.restart_quarantine = Some(max_ttl);
+        self
+    }
     /// Custom Lua scripts for acquire, extend and release.
     pub fn scripts(mut self, scripts: Scripts) -> Self {
         self.scripts = scripts;

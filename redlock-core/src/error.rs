@@ -206,6 +206,17 @@ pub enum InvalidInput {
         /// The limit.
         max: Duration,
     },
+    /// The TTL is longer than
+    /// [`Settings::restart_quarantine`](crate::Settings::restart_quarantine):
+    /// a node that restarted and lost this lock could vote for another
+    /// owner before it expired.
+    #[error("the TTL {ttl:?} is longer than the restart quarantine {max_ttl:?}, which would not cover it; use a TTL of at most {max_ttl:?} or raise restart_quarantine")]
+    TtlAboveQuarantine {
+        /// The TTL asked for.
+        ttl: Duration,
+        /// The quarantine (the longest TTL allowed).
+        max_ttl: Duration,
+    },
     /// In `using`, the extension threshold leaves no time before the lock expires.
     #[error("automatic_extension_threshold {threshold:?} must be below the TTL {ttl:?} less the drift {drift:?}")]
     ThresholdNotBelowTtl {
@@ -243,6 +254,15 @@ pub enum ConfigError {
     /// `attempt_history` is zero.
     #[error("attempt_history is zero; at least the last attempt must be kept")]
     ZeroAttemptHistory,
+    /// `restart_quarantine` is zero (or under 1 ms): it would cover no TTL.
+    #[error(
+        "restart_quarantine is zero; give the longest TTL your locks use, or None to turn it off"
+    )]
+    ZeroRestartQuarantine,
+    /// `restart_quarantine` is longer than [`MAX_TTL`](crate::MAX_TTL), the
+    /// longest TTL any lock can have.
+    #[error("restart_quarantine of {0:?} is longer than the longest TTL allowed (MAX_TTL)")]
+    RestartQuarantineTooLong(Duration),
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 
-use crate::backend::{BackendError, ErrorKind, LockBackend, Reply, Request};
+use crate::backend::{BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
 use crate::runtime::Runtime;
 use crate::stats::Operation;
 use crate::wake::ReleaseWaker;
@@ -163,6 +163,12 @@ impl<B: LockBackend> LockBackend for FaultyBackend<B> {
     }
     async fn unwatch_releases(&self) -> Result<(), BackendError> {
         self.backend.unwatch_releases().await
+    }
+    fn node_age(&self, resources: &[String]) -> NodeAge {
+        self.backend.node_age(resources)
+    }
+    async fn refresh_node_age(&self, resources: &[String]) -> Result<(), BackendError> {
+        self.backend.refresh_node_age(resources).await
     }
     fn describe(&self) -> Cow<'_, str> {
         Cow::Owned(format!("faulty({})", self.backend.describe()))

@@ -66,6 +66,7 @@
 #![forbid(unsafe_code)]
 
 mod acquire;
+pub mod age;
 pub mod backend;
 mod builder;
 mod error;
@@ -86,7 +87,7 @@ mod validate;
 pub mod wake;
 
 pub use async_trait::async_trait;
-pub use backend::{BackendError, ErrorKind, LockBackend, Reply, Request};
+pub use backend::{BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
 pub use builder::RedlockBuilder;
 pub use error::{ConfigError, Error, InvalidInput, QuorumFailure};
 pub use faulty::{Fault, FaultyBackend};
@@ -103,6 +104,8 @@ pub use runtime::TokioRuntime;
 pub use runtime::{NeutralRuntime, Runtime, Sleep};
 pub use scripts::{Script, Scripts};
 pub use settings::{RetryCount, Settings, MAX_DELAY, MAX_TTL};
-pub use stats::{Attempt, AttemptOutcome, Attempts, NodeOutcome, NodeResult, Operation, Refusal};
+pub use stats::{
+    Attempt, AttemptOutcome, Attempts, NodeOutcome, NodeResult, Operation, Quarantine, Refusal,
+};
 pub use using::{AbortSignal, Aborted};
 pub use validate::MAX_RESOURCE_LEN;

@@ -17,8 +17,8 @@
 //! [`Lock`](crate::Lock) it hands out share: the nodes, the scripts, the clock
 //! and the error hook.
 
-use std::future::poll_fn;
-use std::pin::pin;
+use std::future::{poll_fn, Future};
+use std::pin::{pin, Pin};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
@@ -26,11 +26,13 @@ use std::time::{Duration, Instant};
 
 use futures::future::{join, join_all, select, Either};
 
-use crate::backend::{BackendError, ErrorKind, LockBackend, Reply, Request};
+use crate::backend::{BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
 use crate::runtime::Runtime;
 use crate::scripts::{Script, Scripts};
 use crate::settings::Settings;
-use crate::stats::{Attempt, AttemptOutcome, NodeOutcome, NodeResult, Operation, Refusal};
+use crate::stats::{
+    Attempt, AttemptOutcome, NodeOutcome, NodeResult, Operation, Quarantine, Refusal,
+};
 use crate::wake::release_channel;
 
 /// What the error hook sees: one node's vote against or failure.
@@ -68,6 +70,41 @@ impl<'a> Targets<'a> {
             Targets::Only(list) => (None, Some(list.iter().copied().filter(move |&i| i < n))),
         };
         all.into_iter().flatten().chain(only.into_iter().flatten())
+    }
+}
+
+/// One node's call in a round, as the trait's methods return it.
+type NodeCall<'a> = Pin<Box<dyn Future<Output = Result<Reply, BackendError>> + Send + 'a>>;
+
+/// What restart quarantine makes of one node before an acquire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Gate {
+    /// Old enough, or untracked: ask it.
+    Vote,
+    /// Too young: do not ask; it counts as failed.
+    Refuse(Quarantine),
+    /// Age unknown: read it first, then decide.
+    Refresh,
+}
+
+/// Decides restart quarantine for a node of `age` at `now`, given the
+/// quarantine window `max_ttl`. Pure.
+pub(crate) fn gate(age: NodeAge, max_ttl: Duration, now: Instant) -> Gate {
+    match age {
+        NodeAge::UpSince(booted) => {
+            let up_for = now.saturating_duration_since(booted);
+            if up_for >= max_ttl {
+                Gate::Vote
+            } else {
+                Gate::Refuse(Quarantine::Restarted {
+                    up_for,
+                    left: max_ttl - up_for,
+                })
+            }
+        }
+        NodeAge::Unknown => Gate::Refresh,
+        // Untracked, and any kind added later that this core does not know.
+        _ => Gate::Vote,
     }
 }
 
@@ -150,6 +187,22 @@ impl Tally {
         self.push(node, outcome, Some(latency), fence)
     }
 
+    /// Counts node `node` as failed: restart quarantine kept its vote out.
+    pub(crate) fn quarantined(
+        &mut self,
+        node: usize,
+        quarantine: Quarantine,
+        error: Option<BackendError>,
+    ) -> &NodeOutcome {
+        let error = error
+            .unwrap_or_else(|| BackendError::new(ErrorKind::Quarantined, quarantine.to_string()));
+        let outcome = NodeOutcome::Failed(error);
+        let index = self.results.len();
+        self.push(node, outcome, None, None);
+        self.results[index].quarantine = Some(quarantine);
+        &self.results[index].outcome
+    }
+
     /// Counts node `node` as failed: it did not answer within `timeout`.
     pub(crate) fn timed_out(&mut self, node: usize, timeout: Duration) -> &NodeOutcome {
         let outcome = NodeOutcome::Failed(BackendError::timeout(timeout));
@@ -180,6 +233,7 @@ impl Tally {
             outcome,
             latency,
             fence,
+            quarantine: None,
         });
         &self.results[self.results.len() - 1].outcome
     }
@@ -346,6 +400,13 @@ impl Engine {
         let validity = ttl.saturating_sub(settings.drift(ttl));
         // A later answer could not yield a valid lock.
         let timeout = settings.node_timeout.min(validity);
+        // Restart quarantine gates acquires only: extend and fence act only
+        // where our own value still holds (see `Settings::restart_quarantine`).
+        let request = &request.with_restart_quarantine(
+            settings
+                .restart_quarantine
+                .filter(|_| operation == Operation::Acquire),
+        );
         let mut attempt = self
             .round(
                 operation,
@@ -428,10 +489,24 @@ impl Engine {
         let mut tally = Tally::new(operation, request, n, decide);
         // Every node is asked in the first poll, so all N get the request,
         // not just the first quorum to answer.
-        let mut calls: Vec<_> = targets
+        let quarantine = request
+            .restart_quarantine()
+            .filter(|_| operation == Operation::Acquire);
+        let mut refused = Vec::new();
+        let mut calls: Vec<(usize, Option<NodeCall<'_>>)> = targets
             .iter(n)
             .map(|i| {
                 let backend = &self.backends[i];
+                if let Some(max_ttl) = quarantine {
+                    match gate(backend.node_age(request.resources()), max_ttl, started) {
+                        Gate::Vote => {}
+                        Gate::Refuse(q) => {
+                            refused.push((i, q));
+                            return (i, None);
+                        }
+                        Gate::Refresh => return (i, Some(self.refresh_then_acquire(i, request))),
+                    }
+                }
                 let call = match operation {
                     Operation::Acquire => backend.acquire(request),
                     Operation::Extend => backend.extend(request),
@@ -441,6 +516,10 @@ impl Engine {
                 (i, Some(call))
             })
             .collect();
+        for (node, q) in refused {
+            let outcome = tally.quarantined(node, q, None);
+            self.report(node, operation, request.resources(), outcome);
+        }
         let mut timer = self.runtime.sleep(timeout);
         let mut expired = false;
         poll_fn(|cx| {
@@ -452,8 +531,18 @@ impl Engine {
                     continue;
                 };
                 *slot = None;
-                let latency = self.now().saturating_duration_since(started);
-                let outcome = tally.reply(*node, reply, latency);
+                let outcome = match reply {
+                    // The backend found the node unverified or too young on the
+                    // connection it would have used.
+                    Err(error) if error.kind() == ErrorKind::Quarantined => {
+                        let q = self.quarantine_of(*node, request);
+                        tally.quarantined(*node, q, Some(error))
+                    }
+                    reply => {
+                        let latency = self.now().saturating_duration_since(started);
+                        tally.reply(*node, reply, latency)
+                    }
+                };
                 self.report(*node, operation, request.resources(), outcome);
             }
             if tally.is_decided() || open == 0 {
@@ -478,6 +567,38 @@ impl Engine {
             }
         }
         tally.finish(started, self.now().saturating_duration_since(started))
+    }
+
+    /// For a node of unknown age under quarantine: reads its age, then sends
+    /// the acquire if it is old enough; otherwise answers
+    /// [`ErrorKind::Quarantined`] without asking for a vote.
+    fn refresh_then_acquire<'a>(&'a self, node: usize, request: &'a Request<'a>) -> NodeCall<'a> {
+        Box::pin(async move {
+            let backend = &self.backends[node];
+            backend.refresh_node_age(request.resources()).await?;
+            let max_ttl = request.restart_quarantine().unwrap_or_default();
+            match gate(backend.node_age(request.resources()), max_ttl, self.now()) {
+                Gate::Vote => backend.acquire(request).await,
+                Gate::Refuse(q) => Err(BackendError::new(ErrorKind::Quarantined, q.to_string())),
+                Gate::Refresh => Err(BackendError::new(
+                    ErrorKind::Quarantined,
+                    Quarantine::Unverified.to_string(),
+                )),
+            }
+        })
+    }
+
+    /// Why node `node` is quarantined for `request`, as far as its age says now.
+    fn quarantine_of(&self, node: usize, request: &Request<'_>) -> Quarantine {
+        let (Some(backend), Some(max_ttl)) =
+            (self.backends.get(node), request.restart_quarantine())
+        else {
+            return Quarantine::Unverified;
+        };
+        match gate(backend.node_age(request.resources()), max_ttl, self.now()) {
+            Gate::Refuse(q) => q,
+            _ => Quarantine::Unverified,
+        }
     }
 
     /// Tells `tracing` and the error hook about a vote against or a failure.

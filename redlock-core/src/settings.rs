@@ -94,6 +94,32 @@ pub struct Settings {
     /// How many attempts' statistics a [`Lock`](crate::Lock) or an error keeps
     /// (the most recent ones; the total is always counted). Default 32.
     pub attempt_history: usize,
+    /// Restart quarantine (antirez's delayed-restart rule, enforced by the
+    /// client): `Some(max_ttl)` keeps a node that may have lost its keys
+    /// from voting for an acquire until `max_ttl` has passed since it came
+    /// back. A node that restarts without persistence forgets the locks it
+    /// held, and another client could then win a majority that includes it
+    /// while the first holder's lock is still valid; waiting out the
+    /// longest TTL any lock may have closes that window. Every TTL (acquire,
+    /// extend, `using`) above `max_ttl` is then an
+    /// [`InvalidInput::TtlAboveQuarantine`](crate::InvalidInput::TtlAboveQuarantine),
+    /// since the quarantine would not cover it.
+    ///
+    /// Backends report their node's age through
+    /// [`LockBackend::node_age`](crate::LockBackend::node_age) (the Redis
+    /// adapters read `INFO server` on every (re)connection, never on the hot
+    /// path); a node whose age is not known yet counts as quarantined until
+    /// it is read. A quarantined node counts as failed, and the attempt
+    /// statistics say so with the time left
+    /// ([`NodeResult::quarantine`](crate::NodeResult::quarantine)). Extend,
+    /// fence and release are not gated: they only act where this lock's own
+    /// value still holds, which a node that lost its keys does not have.
+    ///
+    /// The cost: after a restart of a majority of the nodes, no lock can be
+    /// acquired for `max_ttl`. Backends that do not track ages
+    /// ([`MemoryBackend`](crate::MemoryBackend), your own) are never
+    /// quarantined. Default `None` (off).
+    pub restart_quarantine: Option<Duration>,
 }
 
 impl Default for Settings {
@@ -110,6 +136,7 @@ impl Default for Settings {
             fencing: false,
             wake_on_release: true,
             attempt_history: 32,
+            restart_quarantine: None,
         }
     }
 }
@@ -135,6 +162,11 @@ impl Settings {
         }
         if self.attempt_history == 0 {
             return Err(ConfigError::ZeroAttemptHistory);
+        }
+        match self.restart_quarantine {
+            Some(max) if max.as_millis() == 0 => return Err(ConfigError::ZeroRestartQuarantine),
+            Some(max) if max > MAX_TTL => return Err(ConfigError::RestartQuarantineTooLong(max)),
+            _ => {}
         }
         Ok(())
     }

@@ -66,6 +66,41 @@ impl fmt::Display for Refusal {
     }
 }
 
+/// Why a node's vote was not asked under
+/// [restart quarantine](crate::Settings::restart_quarantine). The node
+/// counts as failed (with an error of kind
+/// [`ErrorKind::Quarantined`](crate::ErrorKind::Quarantined)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Quarantine {
+    /// The node came up too recently.
+    Restarted {
+        /// How long it has been up (at least).
+        up_for: Duration,
+        /// How long until it may vote again.
+        left: Duration,
+    },
+    /// The node's age is not known yet (never read since the backend
+    /// (re)connected, or the connection changed during the call), so it
+    /// counts as just restarted.
+    Unverified,
+}
+
+impl fmt::Display for Quarantine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Quarantine::Restarted { up_for, left } => write!(
+                f,
+                "node up for only {up_for:?}: it may have lost its keys in a restart; \
+                 it votes again in {left:?}"
+            ),
+            Quarantine::Unverified => f.write_str(
+                "node age not verified since it (re)connected: it may have lost its keys in a restart",
+            ),
+        }
+    }
+}
+
 /// What one node did in one round.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -93,6 +128,10 @@ pub struct NodeResult {
     pub latency: Option<Duration>,
     /// The fence counter it reported (fenced acquire only).
     pub fence: Option<u64>,
+    /// Under [restart quarantine](crate::Settings::restart_quarantine): why
+    /// its vote was not counted, with the time left. Its outcome is then
+    /// [`NodeOutcome::Failed`].
+    pub quarantine: Option<Quarantine>,
 }
 
 /// How a round ended.
@@ -154,6 +193,13 @@ impl Attempt {
             NodeOutcome::Failed(e) => Some((n.node, e)),
             _ => None,
         })
+    }
+
+    /// The nodes kept out by restart quarantine, with their index.
+    pub fn quarantined(&self) -> impl Iterator<Item = (usize, &Quarantine)> {
+        self.nodes
+            .iter()
+            .filter_map(|n| n.quarantine.as_ref().map(|q| (n.node, q)))
     }
 
     fn count(&self, f: impl Fn(&NodeOutcome) -> bool) -> usize {

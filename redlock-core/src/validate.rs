@@ -46,13 +46,18 @@ pub(crate) fn resources<S: AsRef<str>>(resources: &[S]) -> Result<Arc<[String]>,
 }
 
 /// Checks that a TTL can yield a valid lock: at least 1 ms, at most
-/// [`MAX_TTL`], and longer than its drift.
+/// [`MAX_TTL`] and the restart quarantine, and longer than its drift.
 pub(crate) fn ttl(ttl: Duration, settings: &Settings) -> Result<(), InvalidInput> {
     if ttl.as_millis() == 0 {
         return Err(InvalidInput::ZeroTtl);
     }
     if ttl > MAX_TTL {
         return Err(InvalidInput::TtlTooLong { ttl, max: MAX_TTL });
+    }
+    if let Some(max_ttl) = settings.restart_quarantine {
+        if ttl > max_ttl {
+            return Err(InvalidInput::TtlAboveQuarantine { ttl, max_ttl });
+        }
     }
     let drift = settings.drift(ttl);
     if ttl <= drift {
@@ -134,6 +139,23 @@ mod tests {
             ttl(Duration::MAX, &s),
             Err(InvalidInput::TtlTooLong { .. })
         ));
+    }
+
+    #[test]
+    fn ttls_above_the_restart_quarantine_are_refused() {
+        let mut s = Settings::default();
+        let three = Duration::from_secs(3);
+        // Off by default: any valid TTL passes.
+        assert!(ttl(Duration::from_secs(60), &s).is_ok());
+        s.restart_quarantine = Some(three);
+        assert_eq!(ttl(three, &s), Ok(()));
+        assert_eq!(
+            ttl(three + Duration::from_millis(1), &s),
+            Err(InvalidInput::TtlAboveQuarantine {
+                ttl: three + Duration::from_millis(1),
+                max_ttl: three
+            })
+        );
     }
 
     #[test]

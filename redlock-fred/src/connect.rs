@@ -1,11 +1,13 @@
 //! Building and starting the fred clients this crate owns.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use fred::clients::Client;
 use fred::interfaces::ClientLike;
 use fred::types::config::{ClusterDiscoveryPolicy, Config, ReconnectPolicy, ServerConfig};
 use fred::types::Builder;
+use redlock_core::age::NodeClock;
 use redlock_core::{BackendError, ErrorKind};
 
 use crate::errors::map_error;
@@ -126,8 +128,11 @@ impl FredBackend<Client> {
         let builder = lock_builder(config);
         let client = builder.build().map_err(map_error)?;
 
+        // Restart quarantine follows a standalone node's connection (a
+        // cluster client reconnects per master behind one backend).
+        let clock = (!client.is_clustered()).then(|| Arc::new(NodeClock::new()));
         // Subscribe before starting, so no outcome of the first attempt is missed.
-        let mut health = Health::watch(&client);
+        let mut health = Health::watch(&client, clock.clone());
         let task = client.connect();
         // Wait for the first attempt: connected, failed, or out of time. Either
         // way the backend is returned; only the first call's fate differs.
@@ -141,6 +146,7 @@ impl FredBackend<Client> {
             health: Some(health),
             task: Some(task),
             releases: Some(ReleaseWatch::new(builder)),
+            clock,
         })
     }
 }

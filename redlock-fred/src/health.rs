@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use fred::clients::Client;
 use fred::error::Error as FredError;
 use fred::interfaces::{ClientLike, EventInterface};
+use redlock_core::age::NodeClock;
 use tokio::sync::broadcast::error::RecvError;
 use tokio::sync::watch;
 
@@ -43,8 +44,10 @@ pub(crate) struct Health {
 
 impl Health {
     /// Subscribes to `client`'s events. Call before `connect`, so that no event
-    /// of the first connection is missed.
-    pub(crate) fn watch(client: &Client) -> Health {
+    /// of the first connection is missed. Every connection error and every
+    /// (re)connection makes `clock`'s node age unknown (restart quarantine:
+    /// a restart always drops the connection).
+    pub(crate) fn watch(client: &Client, clock: Option<Arc<NodeClock>>) -> Health {
         let state = Arc::new(Mutex::new(State::default()));
         let mut errors = client.error_rx();
         let mut reconnects = client.reconnect_rx();
@@ -59,15 +62,26 @@ impl Health {
                     biased;
                     error = errors.recv() => match error {
                         Ok((error, _server)) => {
+                            if let Some(clock) = &clock {
+                                clock.forget();
+                            }
                             let mut state = lock(&task_state);
                             state.down_since = Some(Instant::now());
                             state.last_error = Some(error);
                         }
-                        Err(RecvError::Lagged(_)) => {}
+                        Err(RecvError::Lagged(_)) => {
+                            // Missed errors: the node may have restarted.
+                            if let Some(clock) = &clock {
+                                clock.forget();
+                            }
+                        }
                         Err(RecvError::Closed) => break,
                     },
                     connected = reconnects.recv() => match connected {
                         Ok(_) | Err(RecvError::Lagged(_)) => {
+                            if let Some(clock) = &clock {
+                                clock.forget();
+                            }
                             *lock(&task_state) = State::default();
                         }
                         Err(RecvError::Closed) => break,

@@ -138,6 +138,23 @@
 //! ([`CROSS_SLOT_HINT`](redlock_core::protocol::CROSS_SLOT_HINT)).
 //! The fred error is kept as the [source](std::error::Error::source).
 //!
+//! # Restart quarantine
+//!
+//! With [`Settings::restart_quarantine`](redlock_core::Settings::restart_quarantine),
+//! a standalone backend built by [`FredBackend::connect`] or
+//! [`FredBackend::from_config`] reports its node's age through
+//! [`LockBackend::node_age`] without I/O (see [`redlock_core::age`]). A
+//! restart always drops the connection, so every connection error and every
+//! (re)connection event of fred's, and every call that fails with a
+//! connection error or a timeout, makes the age unknown; the core then has
+//! the backend read `INFO server` (`uptime_in_seconds`, `run_id`) before the
+//! node votes again. An acquire is refused ([`ErrorKind::Quarantined`])
+//! while the node is younger than the window, and a vote whose connection
+//! changed during the call is not counted. A cluster backend, or a client
+//! passed to [`FredBackend::new`] (whose events this crate does not follow),
+//! answers [`ErrorKind::Unsupported`] under quarantine rather than vote
+//! unchecked.
+//!
 //! # Redis Cluster
 //!
 //! [`FredBackend::connect_cluster`] makes one backend for a whole cluster: fred
@@ -179,7 +196,8 @@ mod health;
 mod wake;
 
 use std::borrow::Cow;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use fred::clients::{Client, WithOptions};
 use fred::error::{Error as FredError, ErrorKind as FredErrorKind};
@@ -187,9 +205,10 @@ use fred::interfaces::{ClientLike, KeysInterface};
 use fred::types::config::Options;
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, Expiration, SetOptions, Value};
 use fred::util::redis_keyslot;
+use redlock_core::age::{NodeClock, ServerInfo, INFO_SERVER};
 use redlock_core::protocol::{Arg, Call, Command, RawReply};
 use redlock_core::wake::ReleaseWaker;
-use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, Reply, Request};
+use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
 
 use crate::health::Health;
 use crate::wake::ReleaseWatch;
@@ -222,6 +241,10 @@ pub struct FredBackend<C: ClientLike = Client> {
     task: Option<ConnectHandle>,
     /// Wake-on-release subscriptions (clients built here only).
     releases: Option<ReleaseWatch>,
+    /// Restart quarantine: the node's age, forgotten by `health` on every
+    /// connection error and reconnection (standalone clients built here
+    /// only).
+    clock: Option<Arc<NodeClock>>,
 }
 
 impl<C: ClientLike> FredBackend<C> {
@@ -244,6 +267,7 @@ impl<C: ClientLike> FredBackend<C> {
             clustered: client.is_clustered(),
             task: None,
             releases: None,
+            clock: None,
         }
     }
 
@@ -361,8 +385,36 @@ impl<C: ClientLike + KeysInterface> FredBackend<C> {
         }
         match result {
             Ok(value) => call.reply(raw_reply(&value)),
-            Err(error) => Err(self.explain(error)),
+            Err(error) => Err(self.forget_if_broken(self.explain(error))),
         }
+    }
+
+    /// Restart quarantine: a call that failed on the connection (broken,
+    /// refused, timed out) makes the node's age unknown until read again.
+    fn forget_if_broken(&self, error: BackendError) -> BackendError {
+        if let Some(clock) = &self.clock {
+            if matches!(error.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
+                clock.forget();
+            }
+        }
+        error
+    }
+
+    /// An acquire under restart quarantine: admitted only if the node's age,
+    /// read on the current connection, is at least the window, and counted
+    /// only if no connection error or reconnection happened meanwhile.
+    async fn acquire_quarantined(
+        &self,
+        request: &Request<'_>,
+        max_ttl: Duration,
+    ) -> Result<Reply, BackendError> {
+        let Some(clock) = &self.clock else {
+            return Err(quarantine_unsupported());
+        };
+        let generation = clock.admit(max_ttl)?;
+        let reply = self.run(Call::acquire(request), request).await?;
+        clock.confirm(generation)?;
+        Ok(reply)
     }
 
     /// The core's call as a fred command: a plain `SET ... NX PX` through
@@ -458,6 +510,16 @@ fn call_options<C: ClientLike>(client: &C, timeout: Option<Duration>) -> Options
     }
 }
 
+/// Restart quarantine on a backend that cannot follow its connection.
+fn quarantine_unsupported() -> BackendError {
+    BackendError::new(
+        ErrorKind::Unsupported,
+        "restart quarantine needs a standalone FredBackend built by connect or from_config \
+         (it follows the connection's events to notice a restart); a cluster backend, or a \
+         client passed to FredBackend::new, cannot; turn restart_quarantine off for it",
+    )
+}
+
 impl<C: ClientLike> Drop for FredBackend<C> {
     fn drop(&mut self) {
         // A client built by this crate reconnects forever; stop it with its
@@ -481,6 +543,9 @@ impl<C: ClientLike> std::fmt::Debug for FredBackend<C> {
 impl<C: ClientLike + KeysInterface + 'static> LockBackend for FredBackend<C> {
     async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
         self.refuse_if_down()?;
+        if let Some(max_ttl) = request.restart_quarantine() {
+            return self.acquire_quarantined(request, max_ttl).await;
+        }
         self.run(Call::acquire(request), request).await
     }
 
@@ -522,6 +587,37 @@ impl<C: ClientLike + KeysInterface + 'static> LockBackend for FredBackend<C> {
             Some(releases) => releases.unwatch(self.command_timeout()).await,
             None => Ok(()),
         }
+    }
+
+    fn node_age(&self, _resources: &[String]) -> NodeAge {
+        // Without a clock the age is never known: the core then asks
+        // `refresh_node_age`, which says why.
+        self.clock.as_ref().map_or(NodeAge::Unknown, |c| c.age())
+    }
+
+    async fn refresh_node_age(&self, _resources: &[String]) -> Result<(), BackendError> {
+        let Some(clock) = &self.clock else {
+            return Err(quarantine_unsupported());
+        };
+        let generation = clock.generation();
+        let command = CustomCommand::new_static(INFO_SERVER[0], ClusterHash::Random, false);
+        let value = self
+            .client
+            .custom::<Value, _>(command, vec![Value::from(INFO_SERVER[1])])
+            .await
+            .map_err(|e| self.forget_if_broken(self.explain(e)))?;
+        let received = Instant::now();
+        let info = value
+            .as_str()
+            .and_then(|text| ServerInfo::parse(&text))
+            .ok_or_else(|| {
+                BackendError::new(
+                    ErrorKind::Protocol,
+                    "INFO server answered without uptime_in_seconds",
+                )
+            })?;
+        clock.learn(generation, &info, received);
+        Ok(())
     }
 
     fn describe(&self) -> Cow<'_, str> {

@@ -110,6 +110,27 @@
 //! the watch; its waiters fall back to the retry delay.
 //! [`RedisBackend::wake_messages`] counts the messages received.
 //!
+//! # Restart quarantine
+//!
+//! With [`Settings::restart_quarantine`](redlock_core::Settings::restart_quarantine),
+//! a standalone backend reports its node's age through
+//! [`LockBackend::node_age`] without I/O (see [`redlock_core::age`]). A
+//! restart always drops the connection, so the backend forgets the age the
+//! moment a call fails with an I/O, dropped, refused or timed-out connection
+//! (in the very poll in which the [`ConnectionManager`] starts reconnecting),
+//! and, over RESP3, on the manager's disconnection push (a backend from
+//! [`RedisBackend::connect_with_config`] installs its own push sender on the
+//! lock connection for this). Before the node votes again, the core has it
+//! read `INFO server` (`uptime_in_seconds`, `run_id`); an acquire is refused
+//! ([`ErrorKind::Quarantined`]) while the node is younger than the window,
+//! and a vote whose connection broke during the call is not counted. Nothing
+//! is sent on the hot path. A [`RedisClusterBackend`] answers
+//! [`ErrorKind::Unsupported`] under quarantine: the cluster client retries a
+//! command on a fresh connection to a restarted master without reporting the
+//! break. A `ConnectionManager` you build yourself over RESP3 reconnects on
+//! its push without failing a call, which this crate cannot see: use
+//! [`RedisBackend::connect_with_config`] for quarantine over RESP3.
+//!
 //! # Runtimes and features
 //!
 //! | feature | default | what it does |
@@ -142,13 +163,14 @@ mod wake;
 use std::borrow::Cow;
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Value};
+use redlock_core::age::{NodeClock, ServerInfo, INFO_SERVER};
 use redlock_core::protocol::{Arg, Call, RawReply};
 use redlock_core::wake::ReleaseWaker;
-use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, Reply, Request};
+use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
 
 pub use error::{backend_error, error_kind};
 /// The redis-rs crate this adapter is built on, re-exported so that you can
@@ -190,6 +212,8 @@ pub struct RedisBackend<C = ConnectionManager> {
     cluster: bool,
     /// Wake-on-release, for backends built from a URL.
     releases: wake::SharedWatch,
+    /// Restart quarantine: the node's age, read on (re)connection.
+    clock: Arc<NodeClock>,
 }
 
 /// A whole Redis Cluster as one Redlock voter. Build it with
@@ -216,6 +240,7 @@ where
             name: Arc::from(name.into()),
             cluster,
             releases: None,
+            clock: Arc::new(NodeClock::new()),
         }
     }
 
@@ -239,18 +264,87 @@ where
     }
 
     /// Sends `call` (see [`redlock_core::protocol`]) and reads its reply.
-    async fn run(&self, call: Call<'_>) -> Result<Reply, BackendError> {
+    /// Under restart quarantine (`quarantine`, an acquire's
+    /// [`Request::restart_quarantine`]), the node votes only if its age,
+    /// read on the current connection, is at least the window, and the
+    /// connection did not break during the call.
+    async fn run(
+        &self,
+        call: Call<'_>,
+        quarantine: Option<Duration>,
+    ) -> Result<Reply, BackendError> {
+        let admitted = match quarantine {
+            Some(max_ttl) => Some(self.clock.admit(max_ttl)?),
+            None => None,
+        };
         let mut conn = self.conn.clone();
         let value = match send(&mut conn, call).await {
-            // The command never left: a connection manager that saw the node
-            // die has just started reconnecting, so one more try finds a node
-            // that came back.
-            Err(err) if err.is_connection_refusal() => send(&mut conn, call).await,
+            Err(err) if broke(&err) => {
+                // Forgotten in the poll that saw the break (the one in which
+                // the connection manager starts reconnecting), before
+                // anything else is sent.
+                self.clock.forget();
+                // The command never left: a connection manager that saw the
+                // node die has just started reconnecting, so one more try
+                // finds a node that came back.
+                if err.is_connection_refusal() {
+                    send(&mut conn, call).await
+                } else {
+                    Err(err)
+                }
+            }
             other => other,
         }
-        .map_err(|err| error::mapped(err, Some(self.cluster)))?;
+        .map_err(|err| {
+            if broke(&err) {
+                self.clock.forget();
+            }
+            error::mapped(err, Some(self.cluster))
+        })?;
+        if let Some(generation) = admitted {
+            self.clock.confirm(generation)?;
+        }
         call.reply(raw_reply(&value))
     }
+}
+
+/// Whether `err` means the connection broke or may have been replaced (so
+/// the node may have restarted): I/O errors, refused or dropped
+/// connections, timeouts, and whatever the connection manager reconnects on.
+fn broke(err: &RedisError) -> bool {
+    err.is_io_error()
+        || err.is_unrecoverable_error()
+        || err.is_connection_dropped()
+        || err.is_connection_refusal()
+        || err.is_timeout()
+}
+
+/// The youngest node's [`ServerInfo`] in an `INFO server` reply: one text
+/// from a standalone node, one per master (keyed by address) from a cluster.
+fn youngest(value: &Value) -> Option<ServerInfo> {
+    fn texts<'v>(value: &'v Value, out: &mut Vec<&'v [u8]>) {
+        match value {
+            Value::BulkString(bytes) => out.push(bytes),
+            Value::SimpleString(text) | Value::VerbatimString { text, .. } => {
+                out.push(text.as_bytes())
+            }
+            Value::Array(items) | Value::Set(items) => items.iter().for_each(|v| texts(v, out)),
+            Value::Map(pairs) => pairs.iter().for_each(|(_, v)| texts(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    texts(value, &mut all);
+    let infos: Vec<ServerInfo> = all
+        .into_iter()
+        .filter_map(|bytes| ServerInfo::parse(&String::from_utf8_lossy(bytes)))
+        .collect();
+    let youngest = infos.iter().min_by_key(|i| i.uptime)?.clone();
+    // A cluster's identity is the set of its masters: a failover (a new
+    // master) changes it, and then counts as a restart.
+    let mut ids: Vec<&str> = infos.iter().map(|i| i.run_id.as_str()).collect();
+    ids.sort_unstable();
+    Some(ServerInfo::new(ids.join(","), youngest.uptime))
 }
 
 /// Sends `call`, and the core's fallback for the error it met, if any (`EVAL`
@@ -320,11 +414,26 @@ impl RedisBackend<ConnectionManager> {
         let name = describe_info(&info);
         check_runtime()?;
         let releases = wake::ReleaseWatch::node(&info, &config);
+        let clock = Arc::new(NodeClock::new());
+        // Over RESP3 the manager also reconnects on its own when the socket
+        // closes, without failing a call: restart quarantine must hear of it.
+        let config = if info.redis_settings().protocol().supports_resp3() {
+            let clock = clock.clone();
+            config.set_push_sender(move |push: redis::PushInfo| {
+                if push.kind == redis::PushKind::Disconnection {
+                    clock.forget();
+                }
+                Ok::<(), std::convert::Infallible>(())
+            })
+        } else {
+            config
+        };
         let client = redis::Client::open(info).map_err(backend_error)?;
         let conn =
             ConnectionManager::new_lazy_with_config(client, config).map_err(backend_error)?;
         let mut backend = RedisBackend::new(conn, name);
         backend.releases = Some(Arc::new(releases));
+        backend.clock = clock;
         Ok(backend)
     }
 }
@@ -426,19 +535,54 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
-        self.run(Call::acquire(request)).await
+        if self.cluster && request.restart_quarantine().is_some() {
+            return Err(cluster_quarantine_unsupported());
+        }
+        self.run(Call::acquire(request), request.restart_quarantine())
+            .await
     }
 
     async fn extend(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
-        self.run(Call::script(request)).await
+        self.run(Call::script(request), None).await
     }
 
     async fn release(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
-        self.run(Call::script(request)).await
+        self.run(Call::script(request), None).await
     }
 
     async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
-        self.run(Call::script(request)).await
+        self.run(Call::script(request), None).await
+    }
+
+    fn node_age(&self, _resources: &[String]) -> NodeAge {
+        self.clock.age()
+    }
+
+    async fn refresh_node_age(&self, _resources: &[String]) -> Result<(), BackendError> {
+        if self.cluster {
+            return Err(cluster_quarantine_unsupported());
+        }
+        let generation = self.clock.generation();
+        let mut conn = self.conn.clone();
+        let value: Value = redis::cmd(INFO_SERVER[0])
+            .arg(INFO_SERVER[1])
+            .query_async(&mut conn)
+            .await
+            .map_err(|err| {
+                if broke(&err) {
+                    self.clock.forget();
+                }
+                error::mapped(err, Some(self.cluster))
+            })?;
+        let received = Instant::now();
+        let info = youngest(&value).ok_or_else(|| {
+            BackendError::new(
+                ErrorKind::Protocol,
+                "INFO server answered without uptime_in_seconds",
+            )
+        })?;
+        self.clock.learn(generation, &info, received);
+        Ok(())
     }
 
     async fn watch_releases(
@@ -466,6 +610,16 @@ where
     fn describe(&self) -> Cow<'_, str> {
         Cow::Borrowed(&self.name)
     }
+}
+
+/// Restart quarantine on a cluster backend: see the crate docs.
+fn cluster_quarantine_unsupported() -> BackendError {
+    BackendError::new(
+        ErrorKind::Unsupported,
+        "restart quarantine is not supported on a Redis Cluster backend yet: the cluster \
+         client retries commands on fresh connections, which hides a master's restart; \
+         use independent standalone nodes, or turn restart_quarantine off",
+    )
 }
 
 impl<C> fmt::Debug for RedisBackend<C> {
@@ -543,6 +697,33 @@ mod tests {
         ] {
             assert!(matches!(raw_reply(&other), RawReply::Other(_)), "{other:?}");
         }
+    }
+
+    #[test]
+    fn info_replies_give_the_youngest_node() {
+        let one =
+            |id: &str, up: u64| format!("# Server\r\nrun_id:{id}\r\nuptime_in_seconds:{up}\r\n");
+        let standalone = Value::BulkString(one("a", 40).into_bytes());
+        let info = youngest(&standalone).expect("parsed");
+        assert_eq!((info.run_id.as_str(), info.uptime.as_secs()), ("a", 40));
+        // A cluster answers per master; the youngest decides, and the
+        // identity is the set of masters.
+        let cluster = Value::Map(vec![
+            (
+                Value::SimpleString("127.0.0.1:7001".into()),
+                Value::BulkString(one("b", 90).into_bytes()),
+            ),
+            (
+                Value::SimpleString("127.0.0.1:7002".into()),
+                Value::VerbatimString {
+                    format: redis::VerbatimFormat::Text,
+                    text: one("a", 5),
+                },
+            ),
+        ]);
+        let info = youngest(&cluster).expect("parsed");
+        assert_eq!((info.run_id.as_str(), info.uptime.as_secs()), ("a,b", 5));
+        assert!(youngest(&Value::Okay).is_none());
     }
 
     #[test]

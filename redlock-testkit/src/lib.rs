@@ -208,14 +208,18 @@ impl Capabilities {
     pub const CUSTOM_SCRIPTS: Capabilities = Capabilities(1 << 2);
     /// A Redis Cluster mode ([`Connector::cluster`]).
     pub const CLUSTER: Capabilities = Capabilities(1 << 3);
+    /// Restart quarantine: [`LockBackend::node_age`] tracks the node's age
+    /// (read on every (re)connection) and a restarted node is quarantined.
+    pub const RESTART_QUARANTINE: Capabilities = Capabilities(1 << 4);
     /// Every capability.
-    pub const ALL: Capabilities = Capabilities(0b1111);
+    pub const ALL: Capabilities = Capabilities(0b1_1111);
 
-    const NAMES: [(Capabilities, &'static str); 4] = [
+    const NAMES: [(Capabilities, &'static str); 5] = [
         (Capabilities::FENCING, "fencing"),
         (Capabilities::WAKE_ON_RELEASE, "wake-on-release"),
         (Capabilities::CUSTOM_SCRIPTS, "custom scripts"),
         (Capabilities::CLUSTER, "cluster"),
+        (Capabilities::RESTART_QUARANTINE, "restart quarantine"),
     ];
 
     /// Both sets.

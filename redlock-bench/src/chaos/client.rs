@@ -171,7 +171,12 @@ pub(crate) async fn client(redlock: Redlock, ctx: Arc<Ctx>, p: ClientParams) -> 
     tally
 }
 
-pub(crate) async fn connect_client(urls: &[String], fred: bool) -> Result<Redlock, ChaosError> {
+/// A client over `urls`, with restart quarantine `quarantine` if given.
+pub(crate) async fn connect_client(
+    urls: &[String],
+    fred: bool,
+    quarantine: Option<Duration>,
+) -> Result<Redlock, ChaosError> {
     let mut backends: Vec<Box<dyn LockBackend>> = Vec::with_capacity(urls.len());
     for url in urls {
         let backend: Box<dyn LockBackend> = if fred {
@@ -189,7 +194,11 @@ pub(crate) async fn connect_client(urls: &[String], fred: bool) -> Result<Redloc
         };
         backends.push(backend);
     }
-    Redlock::builder(backends)
+    let mut builder = Redlock::builder(backends);
+    if let Some(max_ttl) = quarantine {
+        builder = builder.restart_quarantine(max_ttl);
+    }
+    builder
         .retry_count(5)
         .retry_delay(Duration::from_millis(30))
         .retry_jitter(Duration::from_millis(20))

@@ -123,7 +123,9 @@ impl<'a> Faults<'a> {
         if self.nap(Duration::from_millis(300)) {
             match schedule {
                 Schedule::Baseline => while self.nap(Duration::from_millis(100)) {},
-                Schedule::MajorityRestartNoAof => self.majority_restarts(holds),
+                Schedule::MajorityRestartNoAof | Schedule::MajorityRestartNoAofQuarantine => {
+                    self.majority_restarts(holds)
+                }
                 other => {
                     while !self.stopping() {
                         let action = self.pick(other);

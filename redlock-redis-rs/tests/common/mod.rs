@@ -38,8 +38,10 @@ impl Connector for RedisRsConnector {
     fn capabilities(&self) -> Capabilities {
         // A backend from `RedisBackend::connect` watches releases; only a
         // cluster backend does not, and no cluster case watches.
-        let capabilities =
-            Capabilities::FENCING | Capabilities::WAKE_ON_RELEASE | Capabilities::CUSTOM_SCRIPTS;
+        let capabilities = Capabilities::FENCING
+            | Capabilities::WAKE_ON_RELEASE
+            | Capabilities::CUSTOM_SCRIPTS
+            | Capabilities::RESTART_QUARANTINE;
         if cfg!(feature = "cluster") {
             capabilities | Capabilities::CLUSTER
         } else {

@@ -62,6 +62,7 @@ mod contention;
 mod faults;
 mod fencing;
 mod input;
+mod quarantine;
 mod quorum;
 mod scripts;
 mod support;
@@ -86,6 +87,7 @@ pub use fencing::{
     fencing_slot_shared_across_resources, fencing_tokens,
 };
 pub use input::bad_input_reaches_no_node;
+pub use quarantine::restart_quarantine;
 pub use quorum::{majority_held, majority_killed, minority_held, minority_killed};
 pub use scripts::{custom_scripts, noscript_fallback};
 pub use support::{sleep, unique_prefix, within};
@@ -160,7 +162,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(seen.len(), 37, "the real-Redis suite has 37 tests");
+        assert_eq!(seen.len(), 38, "the real-Redis suite has 38 tests");
     }
 
     #[test]
