@@ -61,7 +61,8 @@
 //! persistence: even one breaks a lock held on a bare quorum that counted it
 //! (locked on A, B, C; C's clock jumps; another client locks C, D, E), and
 //! under contention bare quorums are common. Unguarded minority jumps did
-//! produce that overlap here (once in 859 sections of a 6 s run). So in
+//! produce that overlap here (in 3 of 4 runs of 6-15 s, one overlap and one
+//! lost update in 850-1,850 sections). So in
 //! `clock-jump-minority` a jumped node is treated as a restarted one must be:
 //! out of service for longer than the TTL, as in `restart-delayed`; the same
 //! two nodes jump all run long, and serve between jumps with their clocks
