@@ -85,6 +85,15 @@ fn a_forward_jump_expires_keys_and_the_node_stays_healthy() {
         restarted >= before + 61_500_000,
         "TIME before {before} us, after +61.5 s and a restart {restarted} us"
     );
+
+    // libfaketime's shared memory (removed only at a clean exit) does not
+    // outlive the killed node.
+    let pid = node.pid().expect("running");
+    let shm = std::path::PathBuf::from(format!("/dev/shm/faketime_shm_{pid}"));
+    let had_shm = shm.exists();
+    drop(node);
+    assert!(!shm.exists(), "{} left behind", shm.display());
+    assert!(had_shm, "libfaketime names its shared memory as expected");
 }
 
 #[test]

@@ -118,6 +118,15 @@ impl FakeClock {
             .env("FAKETIME_DONT_FAKE_MONOTONIC", "1");
     }
 
+    /// Removes what libfaketime left in shared memory for process `pid`: it
+    /// creates `/faketime_shm_<pid>` and `/faketime_sem_<pid>` at start and
+    /// removes them only at a clean exit, and nodes are killed with SIGKILL.
+    pub(super) fn clean_up_after(pid: u32) {
+        let shm = Path::new("/dev/shm");
+        let _ = fs::remove_file(shm.join(format!("faketime_shm_{pid}")));
+        let _ = fs::remove_file(shm.join(format!("sem.faketime_sem_{pid}")));
+    }
+
     pub(super) fn offset(&self) -> Duration {
         *self.offset.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -355,6 +355,9 @@ impl RedisNode {
         if let Some(mut child) = self.child().take() {
             let _ = child.kill();
             let _ = child.wait();
+            if self.clock.is_some() {
+                FakeClock::clean_up_after(child.id());
+            }
         }
         self.paused.store(false, Ordering::Release);
     }
