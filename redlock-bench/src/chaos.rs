@@ -44,12 +44,34 @@
 //! | `mixed` | yes | any of the above, at random (nodes run with AOF) |
 //! | `majority-restart-no-aof` | **no** | while a client holds a lock, a majority (3 of 5) is killed and restarted at once without persistence |
 //! | `majority-restart-no-aof-quarantine` | yes | the same faults, with [restart quarantine](redlock_core::Settings::restart_quarantine) on (window = the TTL) |
+//! | `clock-jump-minority` | yes | the wall clock of a fixed minority (2 of 5) jumps forward by TTL + 0.1-1 s, one or both nodes at a time (libfaketime); a jumped node is out of service (cut off) for TTL + 300 ms, then serves again with its clock ahead; 0.15-0.5 s between jumps |
+//! | `clock-jump-majority` | **no** | while a client holds a lock, the wall clock of a majority (3 of 5) jumps forward by TTL + 1 s (libfaketime) |
 //!
-//! The last one breaks the algorithm's assumption (a restarted node must not
-//! forget keys, or must stay down for the longest TTL): the restarted majority
-//! comes back empty, another client takes the same lock while the first still
-//! holds it, and the checker must report it (overlaps and lost updates, and
-//! usually a token that went back, as the fence counters were lost too).
+//! `majority-restart-no-aof` breaks the algorithm's assumption (a restarted
+//! node must not forget keys, or must stay down for the longest TTL): the
+//! restarted majority comes back empty, another client takes the same lock
+//! while the first still holds it, and the checker must report it (overlaps
+//! and lost updates, and usually a token that went back, as the fence counters
+//! were lost too).
+//!
+//! The clock schedules run every node under libfaketime (Debian package
+//! `faketime`; see [`NodeOptions::fake_clock`]): only the wall clock jumps, as
+//! with an NTP step, and Redis expires keys on the wall clock, so a jumped
+//! node drops every lock key at once. Jumps only go forward and add up. A node
+//! that forgets live keys is, for Redlock, a node restarted without
+//! persistence: even one breaks a lock held on a bare quorum that counted it
+//! (locked on A, B, C; C's clock jumps; another client locks C, D, E), and
+//! under contention bare quorums are common. Unguarded minority jumps did
+//! produce that overlap here (in 3 of 4 runs of 6-15 s, one overlap and one
+//! lost update in 850-1,850 sections). So in
+//! `clock-jump-minority` a jumped node is treated as a restarted one must be:
+//! out of service for longer than the TTL, as in `restart-delayed`; the same
+//! two nodes jump all run long, and serve between jumps with their clocks
+//! ahead. That is safe (and fencing tokens rise: the fence counters do not
+//! expire). `clock-jump-majority` has no such guard: a majority drops the
+//! holder's keys at once, another client takes the same lock while the first
+//! still holds it, and the checker must report it.
+//!
 //! `majority-restart-no-aof-quarantine` runs the same faults with restart
 //! quarantine on: the restarted majority does not vote until the TTL has
 //! passed since it came back, so no lock is granted meanwhile and there must
@@ -82,8 +104,8 @@ const NONE: usize = usize::MAX;
 /// A write needs at least this much validity left.
 pub const WRITE_MARGIN: Duration = Duration::from_millis(5);
 
-/// The unsafe schedule's TTL: long enough that a client can hold the lock
-/// through a majority restart and the other clients' reconnection.
+/// The unsafe schedules' TTL: long enough that a client can hold the lock
+/// through a majority restart (or clock jump) and the other clients' reconnection.
 pub const UNSAFE_MIN_TTL: Duration = Duration::from_secs(2);
 
 /// A fault schedule; see the [module docs](self).
@@ -112,11 +134,17 @@ pub enum Schedule {
     /// The same faults as [`MajorityRestartNoAof`](Self::MajorityRestartNoAof),
     /// with restart quarantine on: safe.
     MajorityRestartNoAofQuarantine,
+    /// The wall clock of a fixed minority jumps forward by more than the TTL,
+    /// again and again.
+    ClockJumpMinority,
+    /// The wall clock of a majority jumps forward by more than the TTL while
+    /// a lock is held: unsafe.
+    ClockJumpMajority,
 }
 
 impl Schedule {
     /// Every schedule, in the order the runner runs them.
-    pub const ALL: [Schedule; 10] = [
+    pub const ALL: [Schedule; 11] = [
         Schedule::Baseline,
         Schedule::Latency,
         Schedule::Partition,
@@ -127,6 +155,8 @@ impl Schedule {
         Schedule::Mixed,
         Schedule::MajorityRestartNoAof,
         Schedule::MajorityRestartNoAofQuarantine,
+        Schedule::ClockJumpMinority,
+        Schedule::ClockJumpMajority,
     ];
 
     /// Its name on the command line and in the report.
@@ -142,6 +172,8 @@ impl Schedule {
             Schedule::Mixed => "mixed",
             Schedule::MajorityRestartNoAof => "majority-restart-no-aof",
             Schedule::MajorityRestartNoAofQuarantine => "majority-restart-no-aof-quarantine",
+            Schedule::ClockJumpMinority => "clock-jump-minority",
+            Schedule::ClockJumpMajority => "clock-jump-majority",
         }
     }
 
@@ -152,7 +184,10 @@ impl Schedule {
 
     /// Whether the algorithm promises mutual exclusion under this schedule.
     pub fn safe(self) -> bool {
-        self != Schedule::MajorityRestartNoAof
+        !matches!(
+            self,
+            Schedule::MajorityRestartNoAof | Schedule::ClockJumpMajority
+        )
     }
 
     /// Whether fencing tokens are promised to rise: the schedule is safe and
@@ -185,6 +220,14 @@ impl Schedule {
     /// Whether the nodes run with AOF (`appendfsync always`).
     pub fn persistence(self) -> bool {
         matches!(self, Schedule::RestartAof | Schedule::Mixed)
+    }
+
+    /// Whether the nodes run under libfaketime, their wall clocks movable.
+    pub fn fake_clock(self) -> bool {
+        matches!(
+            self,
+            Schedule::ClockJumpMinority | Schedule::ClockJumpMajority
+        )
     }
 }
 
@@ -305,6 +348,7 @@ pub fn run(schedule: Schedule, config: &Config) -> Result<Report, ChaosError> {
         config.nodes.max(3),
         NodeOptions {
             persistence: schedule.persistence(),
+            fake_clock: schedule.fake_clock(),
             ..NodeOptions::default()
         },
     )?;

@@ -20,6 +20,10 @@
 //! (`apt-get install redis-server redis-tools` on Debian and Ubuntu); when
 //! they are not, the launchers fail with
 //! [`LaunchError::MissingBinary`](server::LaunchError::MissingBinary) saying so.
+//! Nodes with a movable wall clock
+//! ([`NodeOptions::fake_clock`](server::NodeOptions::fake_clock)) also need
+//! libfaketime (`apt-get install faketime`); without it they fail with
+//! [`LaunchError::MissingLibfaketime`](server::LaunchError::MissingLibfaketime).
 //!
 //! # Writing a new adapter
 //!

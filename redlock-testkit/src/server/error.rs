@@ -4,6 +4,7 @@ use std::io;
 use std::time::Duration;
 
 use super::binary::INSTALL_HINT;
+use super::clock::{FAKETIME_INSTALL_HINT, LIBFAKETIME_ENV};
 
 /// Why a node or a cluster could not be started or controlled.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,33 @@ pub enum LaunchError {
         searched: String,
         /// The environment variable that can name it.
         env: &'static str,
+    },
+    /// A node with a fake clock was asked for, and libfaketime was not found.
+    #[error(
+        "libfaketime was not found ({searched}); install the Debian package faketime \
+         (`{FAKETIME_INSTALL_HINT}`) or set {LIBFAKETIME_ENV} to the path of libfaketime.so.1"
+    )]
+    MissingLibfaketime {
+        /// Where it was looked for.
+        searched: String,
+    },
+    /// The node runs without libfaketime although a fake clock was asked for
+    /// (the dynamic loader could not preload it).
+    #[error(
+        "redis-server on port {port} did not load libfaketime; its output ends with:\n{log_tail}"
+    )]
+    FakeClockNotLoaded {
+        /// The node's port.
+        port: u16,
+        /// The last lines of its log and output.
+        log_tail: String,
+    },
+    /// The clock of a node started without
+    /// [`NodeOptions::fake_clock`](super::NodeOptions::fake_clock) cannot be moved.
+    #[error("the redis-server on port {port} was not started with a fake clock (NodeOptions::fake_clock)")]
+    NoFakeClock {
+        /// The node's port.
+        port: u16,
     },
     /// An operating-system call failed.
     #[error("could not {action}: {source}")]

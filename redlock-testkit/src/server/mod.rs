@@ -29,8 +29,16 @@
 //! `REDLOCK_REDIS_CLI`, or where [`NodeOptions::redis_server`] /
 //! [`ClusterOptions::redis_cli`] say. When they are missing, starting fails with
 //! [`LaunchError::MissingBinary`], which says how to install them.
+//!
+//! A node started with [`NodeOptions::fake_clock`] runs under libfaketime
+//! (Debian package `faketime`), and its wall clock can be moved forward while
+//! it runs ([`RedisNode::set_clock_offset`], [`RedisNode::jump_clock`]): its
+//! keys then expire early, as on a machine whose clock was stepped. When
+//! libfaketime is missing, starting fails with
+//! [`LaunchError::MissingLibfaketime`], which says how to install it.
 
 mod binary;
+mod clock;
 mod cluster;
 mod error;
 mod node;
@@ -39,6 +47,7 @@ pub(crate) mod ports;
 mod tempdir;
 
 pub use binary::{find_binary, INSTALL_HINT, REDIS_CLI_ENV, REDIS_SERVER_ENV};
+pub use clock::{find_libfaketime, FAKETIME_INSTALL_HINT, LIBFAKETIME_ENV};
 pub use cluster::{ClusterOptions, RedisCluster};
 pub use error::LaunchError;
 pub use node::{NodeOptions, RedisNode};

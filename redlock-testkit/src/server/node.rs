@@ -11,6 +11,7 @@ use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::binary::{locate, REDIS_SERVER_ENV};
+use super::clock::FakeClock;
 use super::ports::{pick_port, PortGuard};
 use super::tempdir::{sweep_stale, TempDir, PID_FILE};
 use super::LaunchError;
@@ -33,6 +34,12 @@ pub struct NodeOptions {
     pub redis_server: Option<PathBuf>,
     /// How long to wait for the node to answer `PING`. Default 10 s.
     pub startup_timeout: Duration,
+    /// Run the node under libfaketime (Debian package `faketime`), so that
+    /// [`RedisNode::set_clock_offset`] and [`RedisNode::jump_clock`] can move
+    /// its wall clock forward while it runs (the monotonic clock is left
+    /// alone). Off by default. Starting fails with
+    /// [`LaunchError::MissingLibfaketime`] when libfaketime is not installed.
+    pub fake_clock: bool,
 }
 
 impl Default for NodeOptions {
@@ -43,6 +50,7 @@ impl Default for NodeOptions {
             extra_args: Vec::new(),
             redis_server: None,
             startup_timeout: Duration::from_secs(10),
+            fake_clock: false,
         }
     }
 }
@@ -59,6 +67,7 @@ pub struct RedisNode {
     cluster: bool,
     child: Mutex<Option<Child>>,
     paused: AtomicBool,
+    clock: Option<FakeClock>,
     dir: TempDir,
 }
 
@@ -70,6 +79,7 @@ impl fmt::Debug for RedisNode {
             .field("dir", &self.dir.0)
             .field("persistence", &self.options.persistence)
             .field("cluster", &self.cluster)
+            .field("clock_offset", &self.clock_offset())
             .finish_non_exhaustive()
     }
 }
@@ -102,6 +112,11 @@ impl RedisNode {
         )?;
         sweep_stale();
         let dir = TempDir::new()?;
+        let clock = if options.fake_clock {
+            Some(FakeClock::new(&dir.0)?)
+        } else {
+            None
+        };
         let guard = pick_port(cluster)?;
         let node = RedisNode {
             port: guard.port,
@@ -111,6 +126,7 @@ impl RedisNode {
             cluster,
             child: Mutex::new(None),
             paused: AtomicBool::new(false),
+            clock,
             dir,
         };
         node.spawn_process()?;
@@ -170,7 +186,11 @@ impl RedisNode {
         let stderr = stdout
             .try_clone()
             .map_err(|e| LaunchError::io("duplicate a file handle", e))?;
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(clock) = &self.clock {
+            clock.apply(&mut command);
+        }
+        let child = command
             .args(self.args())
             .current_dir(&self.dir.0)
             .stdin(Stdio::null())
@@ -204,7 +224,7 @@ impl RedisNode {
                 return Wait::Failed(error);
             }
             match ping(&self.url(), Duration::from_millis(500)) {
-                Ok(()) => return Wait::Ready,
+                Ok(()) => return self.check_clock(),
                 Err(e) => last_error = e,
             }
             if Instant::now() >= deadline {
@@ -217,6 +237,21 @@ impl RedisNode {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
+    }
+
+    /// A fake-clock node that runs without libfaketime (the loader prints
+    /// that it could not preload it, and goes on) is a failed start.
+    fn check_clock(&self) -> Wait {
+        if self.clock.is_some() {
+            let output = tail_of(&self.dir.0.join("output.log"), 20);
+            if output.contains("cannot be preloaded") {
+                return Wait::Failed(LaunchError::FakeClockNotLoaded {
+                    port: self.port,
+                    log_tail: output,
+                });
+            }
+        }
+        Wait::Ready
     }
 
     fn exit_status(&self) -> Option<String> {
@@ -273,6 +308,40 @@ impl RedisNode {
         self.is_running() && self.paused.load(Ordering::Acquire)
     }
 
+    /// How far ahead of the real clock its wall clock runs: `Some` for a node
+    /// started with [`NodeOptions::fake_clock`], `None` otherwise.
+    pub fn clock_offset(&self) -> Option<Duration> {
+        self.clock.as_ref().map(FakeClock::offset)
+    }
+
+    /// Sets how far ahead of the real clock the node's wall clock runs, while
+    /// it runs: the next command already sees it. Moving it forward by more
+    /// than a key's remaining TTL expires the key (Redis computes expiry from
+    /// the wall clock); its monotonic clock is not moved. The offset survives
+    /// [`restart`](Self::restart), as a machine's clock would. Fails with
+    /// [`LaunchError::NoFakeClock`] unless the node was started with
+    /// [`NodeOptions::fake_clock`].
+    pub fn set_clock_offset(&self, offset: Duration) -> Result<(), LaunchError> {
+        match &self.clock {
+            Some(clock) => clock.set(offset),
+            None => Err(LaunchError::NoFakeClock { port: self.port }),
+        }
+    }
+
+    /// Moves the node's wall clock forward by `by` (on top of the offset it
+    /// has), and returns the new offset; see
+    /// [`set_clock_offset`](Self::set_clock_offset).
+    pub fn jump_clock(&self, by: Duration) -> Result<Duration, LaunchError> {
+        let current = self
+            .clock_offset()
+            .ok_or(LaunchError::NoFakeClock { port: self.port })?;
+        let offset = current.checked_add(by).ok_or_else(|| {
+            LaunchError::InvalidArgument(format!("a clock offset of {current:?} + {by:?}"))
+        })?;
+        self.set_clock_offset(offset)?;
+        Ok(offset)
+    }
+
     /// A [`Probe`](crate::probe::Probe) for this node.
     pub fn probe(&self) -> crate::probe::Probe {
         crate::probe::Probe::new(&self.url())
@@ -286,6 +355,9 @@ impl RedisNode {
         if let Some(mut child) = self.child().take() {
             let _ = child.kill();
             let _ = child.wait();
+            if self.clock.is_some() {
+                FakeClock::clean_up_after(child.id());
+            }
         }
         self.paused.store(false, Ordering::Release);
     }
