@@ -36,6 +36,8 @@ echo "==> cargo test (workspace, all features)"
 cargo test --workspace --all-features 2>&1 | tee -a "$log"
 echo "==> redlock-core alone, with no runtime feature"
 cargo test -p redlock-core --quiet 2>&1 | tee -a "$log"
+echo "==> the protocol model, checked by spin (scripts/model-check.sh)"
+bash scripts/model-check.sh
 echo "==> the quickstart example on the embedded default"
 cargo run --quiet --example quickstart
 echo "==> suite finished in $(( $(date +%s) - start )) s"

@@ -144,7 +144,7 @@ pub enum Schedule {
 
 impl Schedule {
     /// Every schedule, in the order the runner runs them.
-    pub const ALL: [Schedule; 11] = [
+    pub const ALL: [Schedule; 12] = [
         Schedule::Baseline,
         Schedule::Latency,
         Schedule::Partition,

@@ -241,7 +241,10 @@ async fn woken_attempts_do_not_use_up_the_retry_budget() {
         tokio::time::sleep(Duration::from_millis(1)).await;
         lock.release().await.unwrap();
     }
-    let won = waiting.await.unwrap().expect("the waiter gets the lock within its pause");
+    let won = waiting
+        .await
+        .unwrap()
+        .expect("the waiter gets the lock within its pause");
     assert!(
         won.attempts().total() >= 2 + taken_back,
         "one attempt per release heard: {:?}",

@@ -186,7 +186,10 @@ impl ReleaseWatch {
             loop {
                 match messages.recv().await {
                     Ok(message) => {
-                        hub.notify(&message.channel, message.value.as_bytes().unwrap_or_default());
+                        hub.notify(
+                            &message.channel,
+                            message.value.as_bytes().unwrap_or_default(),
+                        );
                     }
                     Err(RecvError::Lagged(_)) => {}
                     Err(RecvError::Closed) => break,

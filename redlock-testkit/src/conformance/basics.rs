@@ -193,12 +193,7 @@ pub async fn exclusivity<F: Fixture>(fixture: &F) {
     // The timer alone: with wake-on-release, an attempt made within a pause
     // (the one at once after subscribing) is extra, so the count would
     // depend on how fast the subscription was.
-    let second = build(
-        case.builder()
-            .await
-            .retry_count(2)
-            .wake_on_release(false),
-    );
+    let second = build(case.builder().await.retry_count(2).wake_on_release(false));
 
     let lock = expect_lock(
         first.acquire(&[&key], Duration::from_secs(10)).await,

@@ -70,12 +70,7 @@ pub async fn majority_held<F: Fixture>(fixture: &F, n: usize) {
     let held = quorum(n);
     let foreign = hold_first(&case, held, &key).await;
     // The timer alone, for an exact count (see `exclusivity`).
-    let redlock = build(
-        case.builder()
-            .await
-            .retry_count(1)
-            .wake_on_release(false),
-    );
+    let redlock = build(case.builder().await.retry_count(1).wake_on_release(false));
     let result = redlock.acquire(&[&key], Duration::from_secs(10)).await;
     match &result {
         Err(Error::Held(failure)) => {
