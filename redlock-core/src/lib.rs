@@ -39,7 +39,15 @@
 //! keep a restarted node out for longer than the longest TTL), clocks advance
 //! at roughly the same rate (drift_factor), and work under a lock finishes
 //! within its validity (check [`Lock::remaining_validity`] or the
-//! [`AbortSignal`]). See the README's safety notes.
+//! [`AbortSignal`]). See the README's safety notes. Two of them the client
+//! enforces when asked: [`Settings::restart_quarantine`] keeps a node that
+//! came back recently (and may have lost its keys) from voting.
+//!
+//! The protocol is modelled in Promela in the repository's `model/` folder
+//! (`model/redlock.pml`, one process per role, mapped in its comments to
+//! `acquire.rs`, `round.rs`, `lock.rs`, `scripts.rs` and `keys.rs`), and
+//! `scripts/model-check.sh` checks mutual exclusion and the order of fencing
+//! tokens with spin, with and without persistence and quarantine.
 //!
 //! # How the source reads
 //!
