@@ -297,6 +297,27 @@ impl<'a> Faults<'a> {
     /// client can take the same lock. Repeated (a few times at most) until the
     /// checker saw the violation.
     fn majority_restarts(&mut self, holds: &Receiver<HoldEvent>) {
+        self.against_a_held_lock(holds, |faults, majority| {
+            faults.log.majority_restarts += 1;
+            faults.note("kill + immediate restart, no persistence", majority);
+            for &i in majority {
+                faults.nodes[i].kill();
+            }
+            for &i in majority {
+                faults.restart(i);
+            }
+        });
+    }
+
+    /// The unsafe schedules' loop: a client is asked to hold a lock past its
+    /// validity, and while it does, `strike` hits a majority of the nodes.
+    /// Repeated (three times at most) until the checker saw a lost update;
+    /// then the run ends early.
+    fn against_a_held_lock(
+        &mut self,
+        holds: &Receiver<HoldEvent>,
+        mut strike: impl FnMut(&mut Self, &[usize]),
+    ) {
         let n = self.nodes.len();
         let majority: Vec<usize> = (0..n / 2 + 1).collect();
         for cycle in 0..3 {
@@ -313,14 +334,7 @@ impl<'a> Faults<'a> {
                 continue;
             }
             self.log.injected += 1;
-            self.log.majority_restarts += 1;
-            self.note("kill + immediate restart, no persistence", &majority);
-            for &i in &majority {
-                self.nodes[i].kill();
-            }
-            for &i in &majority {
-                self.restart(i);
-            }
+            strike(self, &majority);
             self.wait_hold(holds, |e| *e == HoldEvent::Done(resource));
             self.ctx.focus.store(NONE, Ordering::Release);
             if self.ctx.checker.lost_updates() > 0 {
@@ -405,40 +419,16 @@ impl<'a> Faults<'a> {
     /// and another client can take the same lock. Repeated (a few times at
     /// most) until the checker saw the violation.
     fn majority_clock_jumps(&mut self, holds: &Receiver<HoldEvent>) {
-        let n = self.nodes.len();
-        let majority: Vec<usize> = (0..n / 2 + 1).collect();
         let by = self.ttl + Duration::from_secs(1);
-        for cycle in 0..3 {
-            if self.stopping() {
-                return;
-            }
-            let resource = cycle % self.ctx.resources.len();
-            self.ctx.focus.store(resource, Ordering::Release);
-            self.ctx.hold_request.store(resource, Ordering::Release);
-            let held = self.wait_hold(holds, |e| *e == HoldEvent::Holding(resource));
-            if !held {
-                self.ctx.hold_request.store(NONE, Ordering::Release);
-                self.ctx.focus.store(NONE, Ordering::Release);
-                continue;
-            }
-            self.log.injected += 1;
-            self.note(
+        self.against_a_held_lock(holds, |faults, majority| {
+            faults.note(
                 &format!("wall clock +{by:?} while a lock is held"),
-                &majority,
+                majority,
             );
-            for &i in &majority {
-                self.jump_clock(i, by);
+            for &i in majority {
+                faults.jump_clock(i, by);
             }
-            self.wait_hold(holds, |e| *e == HoldEvent::Done(resource));
-            self.ctx.focus.store(NONE, Ordering::Release);
-            if self.ctx.checker.lost_updates() > 0 {
-                if self.verbose {
-                    eprintln!("    fault: the checker saw a lost update; the schedule ends");
-                }
-                break;
-            }
-        }
-        self.ctx.finish_early.store(true, Ordering::Release);
+        });
     }
 
     fn wait_hold(&self, holds: &Receiver<HoldEvent>, want: impl Fn(&HoldEvent) -> bool) -> bool {
