@@ -127,6 +127,10 @@ pub enum LaunchError {
     /// An argument was not acceptable.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// The test certificates of a TLS node could not be made
+    /// ([`NodeOptions::tls`](super::NodeOptions::tls)).
+    #[error("test TLS certificates: {0}")]
+    Tls(String),
 }
 
 impl LaunchError {

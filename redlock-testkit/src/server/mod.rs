@@ -45,6 +45,7 @@ mod node;
 mod nodes;
 pub(crate) mod ports;
 mod tempdir;
+mod tls;
 
 pub use binary::{find_binary, INSTALL_HINT, REDIS_CLI_ENV, REDIS_SERVER_ENV};
 pub use clock::{find_libfaketime, FAKETIME_INSTALL_HINT, LIBFAKETIME_ENV};
@@ -52,3 +53,4 @@ pub use cluster::{ClusterOptions, RedisCluster};
 pub use error::LaunchError;
 pub use node::{NodeOptions, RedisNode};
 pub use nodes::RedisNodes;
+pub use tls::{AclUser, TestCa};

@@ -14,6 +14,7 @@ use super::binary::{locate, REDIS_SERVER_ENV};
 use super::clock::FakeClock;
 use super::ports::{pick_port, PortGuard};
 use super::tempdir::{sweep_stale, TempDir, PID_FILE};
+use super::tls::{AclUser, TestCa, CA_FILE, CERT_FILE, KEY_FILE};
 use super::LaunchError;
 
 /// How to start a node. Build it with struct-update syntax:
@@ -24,8 +25,27 @@ pub struct NodeOptions {
     /// (even after a kill) keeps every acknowledged write. Off by default
     /// (`--save ""`, `--appendonly no`).
     pub persistence: bool,
-    /// `requirepass`; the node's [`url`](RedisNode::url) then carries it.
+    /// `requirepass`: the password of the `default` user. The node's
+    /// [`url`](RedisNode::url) then carries it, unless an
+    /// [`acl_user`](Self::acl_user) is set.
     pub password: Option<String>,
+    /// Serve clients over TLS: the node listens on a second port,
+    /// [`RedisNode::tls_port`], with a server certificate for `127.0.0.1` and
+    /// `localhost` signed by [`TestCa::shared`] (made at start and written
+    /// into the node's directory), and asks clients for no certificate. Its
+    /// [`url`](RedisNode::url) is then `rediss://...` on that port; the plain
+    /// [`port`](RedisNode::port) stays open for the testkit's own
+    /// connections ([`RedisNode::admin_url`]). Off by default. Standalone
+    /// nodes only: a cluster node refuses it.
+    pub tls: bool,
+    /// An ACL user the node creates at start, which its
+    /// [`url`](RedisNode::url) then logs in as
+    /// (`redis://NAME:PASSWORD@...`). The `default` user keeps
+    /// [`password`](Self::password), or gets one the testkit makes up, so
+    /// that a client without the user's credentials gets nothing done; the
+    /// testkit's own connections ([`RedisNode::admin_url`]) log in as
+    /// `default`. Standalone nodes only: a cluster node refuses it.
+    pub acl_user: Option<AclUser>,
     /// More `redis-server` arguments, appended last (so they override the
     /// defaults), e.g. `["--maxmemory", "10mb"]`.
     pub extra_args: Vec<String>,
@@ -47,6 +67,8 @@ impl Default for NodeOptions {
         NodeOptions {
             persistence: false,
             password: None,
+            tls: false,
+            acl_user: None,
             extra_args: Vec::new(),
             redis_server: None,
             startup_timeout: Duration::from_secs(10),
@@ -62,6 +84,13 @@ impl Default for NodeOptions {
 pub struct RedisNode {
     port: u16,
     guard: PortGuard,
+    /// The TLS port, held like the plain one ([`NodeOptions::tls`]).
+    tls_guard: Option<PortGuard>,
+    /// The `default` user's password: [`NodeOptions::password`], or one made
+    /// up when an ACL user is set.
+    admin_password: Option<String>,
+    /// The arguments that create [`NodeOptions::acl_user`].
+    acl_args: Vec<String>,
     binary: PathBuf,
     options: NodeOptions,
     cluster: bool,
@@ -75,6 +104,8 @@ impl fmt::Debug for RedisNode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisNode")
             .field("port", &self.port)
+            .field("tls_port", &self.tls_port())
+            .field("acl_user", &self.options.acl_user.as_ref().map(|u| &u.name))
             .field("pid", &self.pid())
             .field("dir", &self.dir.0)
             .field("persistence", &self.options.persistence)
@@ -110,17 +141,43 @@ impl RedisNode {
             "redis-server",
             REDIS_SERVER_ENV,
         )?;
+        if cluster && (options.tls || options.acl_user.is_some()) {
+            return Err(LaunchError::InvalidArgument(
+                "TLS and ACL users are for standalone nodes; a cluster node takes neither".into(),
+            ));
+        }
+        let acl_args = match &options.acl_user {
+            Some(user) => user.args()?,
+            None => Vec::new(),
+        };
         sweep_stale();
         let dir = TempDir::new()?;
+        if options.tls {
+            TestCa::shared()?.write_node_files(&dir.0)?;
+        }
         let clock = if options.fake_clock {
             Some(FakeClock::new(&dir.0)?)
         } else {
             None
         };
         let guard = pick_port(cluster)?;
+        let tls_guard = if options.tls {
+            Some(pick_port(false)?)
+        } else {
+            None
+        };
+        let admin_password = options.password.clone().or_else(|| {
+            options
+                .acl_user
+                .as_ref()
+                .map(|_| made_up_password(guard.port))
+        });
         let node = RedisNode {
             port: guard.port,
             guard,
+            tls_guard,
+            admin_password,
+            acl_args,
             binary,
             options: options.clone(),
             cluster,
@@ -138,6 +195,9 @@ impl RedisNode {
         self.kill();
         self.guard = pick_port(self.cluster)?;
         self.port = self.guard.port;
+        if self.tls_guard.is_some() {
+            self.tls_guard = Some(pick_port(false)?);
+        }
         self.spawn_process()
     }
 
@@ -159,9 +219,16 @@ impl RedisNode {
         } else {
             push("--appendonly", OsStr::new("no"));
         }
-        if let Some(password) = &self.options.password {
+        if let Some(password) = &self.admin_password {
             push("--requirepass", OsStr::new(password));
             push("--masterauth", OsStr::new(password));
+        }
+        if let Some(tls) = &self.tls_guard {
+            push("--tls-port", OsStr::new(&tls.port.to_string()));
+            push("--tls-cert-file", self.dir.0.join(CERT_FILE).as_os_str());
+            push("--tls-key-file", self.dir.0.join(KEY_FILE).as_os_str());
+            push("--tls-ca-cert-file", self.dir.0.join(CA_FILE).as_os_str());
+            push("--tls-auth-clients", OsStr::new("no"));
         }
         if self.cluster {
             push("--cluster-enabled", OsStr::new("yes"));
@@ -171,6 +238,7 @@ impl RedisNode {
             );
             push("--cluster-node-timeout", OsStr::new("5000"));
         }
+        args.extend(self.acl_args.iter().map(OsString::from));
         args.extend(self.options.extra_args.iter().map(OsString::from));
         args
     }
@@ -223,7 +291,7 @@ impl RedisNode {
                 }
                 return Wait::Failed(error);
             }
-            match ping(&self.url(), Duration::from_millis(500)) {
+            match ping(&self.admin_url(), Duration::from_millis(500)) {
                 Ok(()) => return self.check_clock(),
                 Err(e) => last_error = e,
             }
@@ -264,18 +332,68 @@ impl RedisNode {
         }
     }
 
-    /// The port it listens on (127.0.0.1).
+    /// The plain-TCP port it listens on (127.0.0.1). A TLS node listens on
+    /// it too, for the testkit's own connections ([`admin_url`](Self::admin_url));
+    /// its clients use [`tls_port`](Self::tls_port).
     pub fn port(&self) -> u16 {
         self.port
     }
 
-    /// `redis://127.0.0.1:PORT`, or `redis://:PASSWORD@127.0.0.1:PORT` when a
-    /// password is set.
+    /// The TLS port of a node started with [`NodeOptions::tls`].
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls_guard.as_ref().map(|guard| guard.port)
+    }
+
+    /// The URL a client uses: `redis://127.0.0.1:PORT`, with
+    /// `:PASSWORD@` when a [password](NodeOptions::password) is set, or
+    /// `NAME:PASSWORD@` with an [ACL user](NodeOptions::acl_user); and
+    /// `rediss://127.0.0.1:TLS_PORT` on a [TLS node](NodeOptions::tls).
     pub fn url(&self) -> String {
-        match &self.options.password {
+        match (&self.options.acl_user, &self.options.password) {
+            (Some(user), _) => self.url_with_password(&user.password),
+            (None, Some(password)) => self.url_with_password(password),
+            (None, None) => format!("{}://127.0.0.1:{}", self.scheme(), self.client_port()),
+        }
+    }
+
+    /// [`url`](Self::url) with `password` instead of the node's own (for the
+    /// ACL user when there is one, else for `default`): how a client with a
+    /// wrong password would reach it.
+    pub fn url_with_password(&self, password: &str) -> String {
+        let user = self
+            .options
+            .acl_user
+            .as_ref()
+            .map_or("", |u| u.name.as_str());
+        format!(
+            "{}://{user}:{password}@127.0.0.1:{}",
+            self.scheme(),
+            self.client_port()
+        )
+    }
+
+    /// The plain-TCP URL of the `default` user, with its password if it has
+    /// one: what the testkit's own connections use (readiness checks,
+    /// [`probe`](Self::probe)). The same as [`url`](Self::url) on a node
+    /// without TLS and without an ACL user.
+    pub fn admin_url(&self) -> String {
+        match &self.admin_password {
             Some(password) => format!("redis://:{password}@127.0.0.1:{}", self.port),
             None => format!("redis://127.0.0.1:{}", self.port),
         }
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.tls_guard.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        }
+    }
+
+    /// The port of [`url`](Self::url).
+    fn client_port(&self) -> u16 {
+        self.tls_port().unwrap_or(self.port)
     }
 
     /// `127.0.0.1:PORT`.
@@ -342,9 +460,10 @@ impl RedisNode {
         Ok(offset)
     }
 
-    /// A [`Probe`](crate::probe::Probe) for this node.
+    /// A [`Probe`](crate::probe::Probe) for this node, over
+    /// [`admin_url`](Self::admin_url).
     pub fn probe(&self) -> crate::probe::Probe {
-        crate::probe::Probe::new(&self.url())
+        crate::probe::Probe::new(&self.admin_url())
     }
 
     /// Kills the process (SIGKILL) and waits for it: connections to the port
@@ -460,6 +579,17 @@ impl Drop for RedisNode {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The `default` user's password on a node with an ACL user and no
+/// [`NodeOptions::password`]: not a secret, only a way to keep clients that
+/// send no credentials out.
+fn made_up_password(port: u16) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("testkit-{}-{port}-{nanos:x}", std::process::id())
 }
 
 fn tail_of(path: &Path, lines: usize) -> String {
