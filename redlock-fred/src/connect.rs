@@ -54,9 +54,11 @@ impl FredBackend<Client> {
     /// Succeeds even when the node is down: fred keeps reconnecting in the
     /// background and the node's calls fail until it is back. Fails only on an
     /// invalid URL, on a `rediss://` URL when fred has no TLS feature enabled
-    /// (enable one of fred's, e.g. `enable-rustls-ring`, in your own
+    /// (enable this crate's `tls-rustls`, or one of fred's in your own
     /// `Cargo.toml`), or outside a tokio runtime. [`describe`] reports the URL
-    /// without its password.
+    /// without its password. A `rediss://` node's certificate is checked
+    /// against the system's trust store; to trust a CA of your own, see
+    /// [`connect_with_tls`](Self::connect_with_tls).
     ///
     /// [`describe`]: redlock_core::LockBackend::describe
     pub async fn connect(url: &str) -> Result<Self, BackendError> {
@@ -118,7 +120,7 @@ impl FredBackend<Client> {
         Self::start(config, format!("{scheme}://{}", hosts.join(","))).await
     }
 
-    async fn start(config: Config, name: String) -> Result<Self, BackendError> {
+    pub(crate) async fn start(config: Config, name: String) -> Result<Self, BackendError> {
         if tokio::runtime::Handle::try_current().is_err() {
             return Err(BackendError::new(
                 ErrorKind::Other,
@@ -178,10 +180,11 @@ fn lock_builder(mut config: Config) -> Builder {
 /// Parses `url` with one of fred's URL parsers, refusing a TLS URL that this
 /// build cannot honour (fred without a TLS feature would silently connect in
 /// plain text).
-fn parse(
+pub(crate) fn parse(
     url: &str,
     parser: fn(&str) -> Result<Config, fred::error::Error>,
 ) -> Result<Config, BackendError> {
+    crate::tls::prepare(url);
     let config = parser(url).map_err(|error| {
         BackendError::with_source(
             ErrorKind::Other,

@@ -193,6 +193,7 @@
 mod connect;
 mod errors;
 mod health;
+mod tls;
 mod wake;
 
 use std::borrow::Cow;
