@@ -155,6 +155,31 @@
 //! answers [`ErrorKind::Unsupported`] under quarantine rather than vote
 //! unchecked.
 //!
+//! # TLS and ACL users
+//!
+//! With the feature `tls-rustls` (fred's `enable-rustls-ring`: rustls, with
+//! ring as its crypto provider, installed as the process default on the first
+//! `rediss://` URL if the application set none), a `rediss://` URL connects
+//! over TLS and [`FredBackend::connect`] checks the server's certificate
+//! against the system's trust store, as a managed Redis needs. For a CA of
+//! your own (a self-hosted node, a test CA) or a client certificate, hand a
+//! rustls `ClientConfig` to [`FredBackend::connect_with_tls`], or set
+//! [`Config::tls`](fred::types::config::Config::tls) and use
+//! [`FredBackend::from_config`]. A server whose certificate is not vouched
+//! for fails each call with [`ErrorKind::Connection`], never a panic nor a
+//! hang.
+//!
+//! An ACL user logs in from the URL, `rediss://USER:PASSWORD@host:port`
+//! (`redis://:PASSWORD@...` for the `default` user's `requirepass`), on the
+//! lock connection and on the wake-on-release subscriber alike. A wrong user
+//! name or password fails each call with [`ErrorKind::Auth`], which the core
+//! does not retry. [`describe`](LockBackend::describe), and so the
+//! statistics, logs and error messages, show the URL without its password
+//! (the user name stays). The user needs `EVALSHA`, `EVAL` and `SET`, the
+//! commands the scripts call on the lock's keys (and fence counters), `INFO`
+//! for restart quarantine, and `SUBSCRIBE` / `UNSUBSCRIBE` (`SSUBSCRIBE` /
+//! `SUNSUBSCRIBE` on a cluster) on the release channels for wake-on-release.
+//!
 //! # Redis Cluster
 //!
 //! [`FredBackend::connect_cluster`] makes one backend for a whole cluster: fred
@@ -188,6 +213,8 @@
 //! settings on top.
 
 #![deny(missing_docs)]
+// The docs link items of optional features; a build without them keeps the text.
+#![cfg_attr(not(feature = "tls-rustls"), allow(rustdoc::broken_intra_doc_links))]
 #![forbid(unsafe_code)]
 
 mod connect;

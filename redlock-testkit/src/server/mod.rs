@@ -25,6 +25,13 @@
 //! # Ok::<(), redlock_testkit::server::LaunchError>(())
 //! ```
 //!
+//! A node started with [`NodeOptions::tls`] serves its clients over TLS
+//! (`rediss://`, on [`RedisNode::tls_port`]) with a certificate signed by a CA
+//! the testkit makes for the test run ([`TestCa::shared`]), and one with
+//! [`NodeOptions::acl_user`] lets them in as that [`AclUser`]; its
+//! [`url`](RedisNode::url) carries both, and the testkit's own connections use
+//! the plain [`admin_url`](RedisNode::admin_url).
+//!
 //! The binaries are found on `PATH`, or at `REDLOCK_REDIS_SERVER` /
 //! `REDLOCK_REDIS_CLI`, or where [`NodeOptions::redis_server`] /
 //! [`ClusterOptions::redis_cli`] say. When they are missing, starting fails with

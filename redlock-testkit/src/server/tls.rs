@@ -30,8 +30,10 @@ pub(super) const CERT_FILE: &str = "server.crt";
 pub(super) const KEY_FILE: &str = "server.key";
 
 /// A certificate authority made for tests: a fresh key and a self-signed CA
-/// certificate, in memory. It signs the server certificate of every TLS node
-/// (see the [module docs](self)).
+/// certificate, in memory. [`TestCa::shared`] signs the server certificate
+/// of every TLS node ([`NodeOptions::tls`](super::NodeOptions::tls)); clients
+/// trust it through [`cert_pem`](Self::cert_pem) or
+/// [`cert_der`](Self::cert_der), never through the system's store.
 pub struct TestCa {
     issuer: CertifiedIssuer<'static, KeyPair>,
     cert_pem: String,
