@@ -13,8 +13,7 @@
 //! | `tokio`    | tokio timers, and the adapters' tokio support (default)       |
 //! | `smol`     | smol timers, and redis-rs on the smol/async-io reactor        |
 //! | `async-std`| async-std timers, and redis-rs on the async-io reactor        |
-//! | `tls-rustls` | `rediss://` (rustls, ring) for both adapters, redis-rs on tokio |
-//! | `tls-rustls-smol` | `rediss://` (rustls, ring) for redis-rs on smol/async-io |
+//! | `tls-rustls` | `rediss://` (rustls, ring) for both adapters, on every runtime |
 //!
 //! With no feature at all you still get the whole algorithm and
 //! [`MemoryBackend`], an in-process node for examples and tests.

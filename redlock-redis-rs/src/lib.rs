@@ -86,8 +86,8 @@
 //!
 //! # TLS and ACL users
 //!
-//! With the feature `tls-rustls` (tokio) or `tls-rustls-smol` (smol and
-//! async-std), a `rediss://` URL connects over TLS through rustls, with
+//! With the feature `tls-rustls` (under tokio, smol and async-std alike), a
+//! `rediss://` URL connects over TLS through rustls, with
 //! ring as its crypto provider (installed as the process default on the
 //! first TLS connection if the application set none). [`RedisBackend::connect`]
 //! then checks the server's certificate against the system's trust store, as
@@ -163,8 +163,7 @@
 //! | `tokio` | yes | redis-rs on tokio (`redis/tokio-comp`) |
 //! | `smol` | no | redis-rs on smol's async-io reactor (`redis/smol-comp`). That reactor runs under any executor, so async-std users enable this one too. |
 //! | `cluster` | yes | [`RedisClusterBackend`] (`redis/cluster-async`) |
-//! | `tls-rustls` | no | `rediss://` over rustls on tokio (`redis/tokio-rustls-comp`), [`RedisBackend::connect_with_tls`]; implies `tokio` |
-//! | `tls-rustls-smol` | no | the same on smol's reactor (`redis/smol-rustls-comp`); implies `smol` |
+//! | `tls-rustls` | no | `rediss://` over rustls, [`RedisBackend::connect_with_tls`] (`redis/tokio-rustls-comp` and `redis/smol-rustls-comp`: redis-rs builds only with TLS on both of its runtimes or on neither) |
 //!
 //! Enable at least one of `tokio` and `smol`. With only `tokio`, construct
 //! backends inside a tokio runtime, because redis-rs spawns its reconnect task
@@ -177,10 +176,7 @@
 #![deny(missing_docs)]
 // The docs link items of optional features; a build without them keeps the text.
 #![cfg_attr(
-    not(all(
-        feature = "cluster",
-        any(feature = "tls-rustls", feature = "tls-rustls-smol")
-    )),
+    not(all(feature = "cluster", feature = "tls-rustls")),
     allow(rustdoc::broken_intra_doc_links)
 )]
 #![forbid(unsafe_code)]
@@ -439,7 +435,7 @@ fn raw_reply(value: &Value) -> RawReply<'_> {
 impl RedisBackend<ConnectionManager> {
     /// A backend for the standalone node at `url`
     /// (`redis://[[user]:password@]host:port[/db]`, `redis+unix:///path`, or
-    /// `rediss://...` with the feature `tls-rustls` or `tls-rustls-smol`,
+    /// `rediss://...` with the feature `tls-rustls`,
     /// trusting the system's roots: see [TLS and ACL users](crate#tls-and-acl-users)),
     /// with [`lock_config`].
     ///

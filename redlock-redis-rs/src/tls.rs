@@ -2,14 +2,14 @@
 
 use redis::aio::ConnectionManagerConfig;
 use redis::{ConnectionAddr, ConnectionInfo};
-#[cfg(any(feature = "tls-rustls", feature = "tls-rustls-smol"))]
+#[cfg(feature = "tls-rustls")]
 use {
     crate::{backend_error, RedisBackend},
     redis::{aio::ConnectionManager, TlsCertificates},
     redlock_core::BackendError,
 };
 
-#[cfg(any(feature = "tls-rustls", feature = "tls-rustls-smol"))]
+#[cfg(feature = "tls-rustls")]
 impl RedisBackend<ConnectionManager> {
     /// A backend for the standalone node at the `rediss://` URL `url`
     /// (`rediss://[[user]:password@]host:port[/db]`), whose server
@@ -24,7 +24,7 @@ impl RedisBackend<ConnectionManager> {
     /// on a URL that is not `rediss://` or on certificates that do not parse.
     /// A server whose certificate the roots do not vouch for fails each call
     /// with [`ErrorKind::Connection`](redlock_core::ErrorKind::Connection).
-    /// Needs the feature `tls-rustls` (tokio) or `tls-rustls-smol`.
+    /// Needs the feature `tls-rustls`.
     ///
     /// ```no_run
     /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -82,7 +82,7 @@ pub(crate) fn prepare(info: ConnectionInfo) -> ConnectionInfo {
     if !is_tls(&info) {
         return info;
     }
-    #[cfg(any(feature = "tls-rustls", feature = "tls-rustls-smol"))]
+    #[cfg(feature = "tls-rustls")]
     if rustls::crypto::CryptoProvider::get_default().is_none() {
         // Losing a race to another thread's install is fine: one is set.
         let _ = rustls::crypto::ring::default_provider().install_default();
