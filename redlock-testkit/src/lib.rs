@@ -14,7 +14,9 @@
 //!   [`Connector`], or in-process nodes), and [`conformance_tests!`] to turn
 //!   them into `#[test]`s. One table lists the cases; it generates both the
 //!   tests and [the documentation](conformance#the-cases).
-//! - [`fixture`]: where the cases get their nodes.
+//! - [`fixture`]: where the cases get their nodes: real ones, real ones over
+//!   TLS with an ACL user ([`TlsFixture`](fixture::TlsFixture)), or
+//!   in-process ones.
 //!
 //! The binaries `redis-server` and `redis-cli` must be installed
 //! (`apt-get install redis-server redis-tools` on Debian and Ubuntu); when
@@ -170,7 +172,9 @@ pub trait Connector: Send + Sync + 'static {
     type Backend: LockBackend + 'static;
 
     /// A backend for the standalone node at `url`
-    /// (`redis://[:password@]127.0.0.1:PORT`). Must succeed even when the node
+    /// (`redis://[:password@]127.0.0.1:PORT`, or
+    /// `rediss://USER:PASSWORD@127.0.0.1:PORT` under
+    /// [`TlsFixture`](fixture::TlsFixture)). Must succeed even when the node
     /// is down (connect lazily): a node that is down fails its calls, not the
     /// construction of the lock manager.
     async fn standalone(&self, url: &str) -> Result<Self::Backend, BackendError>;

@@ -56,7 +56,10 @@ impl Clone for Probe {
 }
 
 impl Probe {
-    /// A probe for the node at `url` (`redis://[:password@]host:port`). It
+    /// A probe for the node at `url` (`redis://[[user]:password@]host:port`;
+    /// not `rediss://`: the testkit's own client has no TLS, so probe a TLS
+    /// node through its plain [`admin_url`](crate::server::RedisNode::admin_url),
+    /// as [`RedisNode::probe`](crate::server::RedisNode::probe) does). It
     /// connects on first use, and again after a connection error (so it
     /// survives a node restart).
     ///
