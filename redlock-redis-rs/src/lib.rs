@@ -103,11 +103,13 @@
 //! user name or password fails each call with [`ErrorKind::Auth`], which the
 //! core does not retry. [`describe`](LockBackend::describe), and so the
 //! statistics, logs and error messages, name the node by scheme, address and
-//! database only, never with its credentials. The user needs `EVALSHA`,
-//! `EVAL` and `SET`, the commands the scripts call on the lock's keys (and
-//! fence counters), `INFO` for restart quarantine, and `SUBSCRIBE` /
-//! `UNSUBSCRIBE` (`SSUBSCRIBE` / `SUNSUBSCRIBE` on a cluster) on the release
-//! channels for wake-on-release.
+//! database only, never with its credentials. The least an ACL user needs,
+//! which the conformance suite over TLS gives it (`redlock-testkit`'s
+//! `AclUser::LOCK`), is `~* &* -@all +evalsha +eval +set +get +del +pexpire
+//! +publish +spublish +pubsub|numsub +pubsub|shardnumsub +subscribe
+//! +unsubscribe +ssubscribe +sunsubscribe +info +hello +auth +ping` (Redis
+//! checks the scripts' own calls against the rules too; the README says
+//! what each is for).
 //!
 //! # Redis Cluster
 //!

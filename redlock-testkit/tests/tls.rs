@@ -130,3 +130,25 @@ fn credentials_that_need_quoting_are_refused() {
         assert!(!error.to_string().contains("has space"), "{error}");
     }
 }
+
+#[test]
+fn the_lock_rules_refuse_everything_else() {
+    let node = RedisNode::start_with(NodeOptions {
+        acl_user: Some(AclUser::new("locker", "pw-2").with_rules(AclUser::LOCK.iter().copied())),
+        ..NodeOptions::default()
+    })
+    .expect("start");
+    let user = Probe::new(&node.url());
+    let set: String = user.query(redis::cmd("SET").arg("k").arg("v"));
+    assert_eq!(set, "OK");
+    for refused in [redis::cmd("FLUSHALL"), redis::cmd("KEYS").arg("*").clone()] {
+        let error = user
+            .try_query::<redis::Value>(&refused)
+            .expect_err("not in the lock's rules");
+        assert!(
+            error.to_string().to_lowercase().contains("noperm"),
+            "{error}"
+        );
+    }
+    assert_eq!(node.probe().dbsize(), 1, "FLUSHALL was refused");
+}
