@@ -697,6 +697,24 @@ mod tests {
         assert_eq!(describe_info(&info), "redis://localhost:6379");
     }
 
+    #[cfg(feature = "tls-rustls")]
+    #[test]
+    fn tls_names_never_carry_credentials_and_tls_nodes_get_nodelay() {
+        let info = "rediss://alice:hunter2@127.0.0.1:7001"
+            .into_connection_info()
+            .expect("valid url");
+        assert_eq!(describe_info(&info), "rediss://127.0.0.1:7001");
+        assert!(!info.tcp_settings().nodelay());
+        let prepared = tls::prepare(info);
+        assert!(prepared.tcp_settings().nodelay());
+        assert!(rustls::crypto::CryptoProvider::get_default().is_some());
+        // A plain node is left as it is.
+        let plain = "redis://127.0.0.1:7001"
+            .into_connection_info()
+            .expect("valid url");
+        assert!(!tls::prepare(plain).tcp_settings().nodelay());
+    }
+
     /// What redis-rs would write for `cmd`, one string per argument.
     fn written(cmd: &redis::Cmd) -> Vec<String> {
         cmd.args_iter()
