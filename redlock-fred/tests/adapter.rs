@@ -300,11 +300,22 @@ async fn construction_needs_a_tokio_runtime_and_a_valid_url() {
     let err = FredBackend::connect_cluster::<&str>(&[]).await.unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Other);
     // Without a TLS feature in fred, a TLS URL must not quietly go plain text.
-    let err = FredBackend::connect("rediss://:pw@127.0.0.1:1")
-        .await
-        .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-    assert!(!err.message().contains("pw"), "{err}");
+    #[cfg(not(feature = "tls-rustls"))]
+    {
+        let err = FredBackend::connect("rediss://:pw@127.0.0.1:1")
+            .await
+            .unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+        assert!(!err.message().contains("pw"), "{err}");
+    }
+    // With one (tests/tls.rs has the rest), it is a TLS backend like any other.
+    #[cfg(feature = "tls-rustls")]
+    {
+        let backend = FredBackend::connect("rediss://:pw@127.0.0.1:1")
+            .await
+            .expect("lazy");
+        assert_eq!(backend.describe(), "rediss://127.0.0.1:1");
+    }
 }
 
 #[test]
