@@ -38,27 +38,34 @@ impl Failure {
     /// what to do next. `conflict` is the code for a resource held by
     /// someone else.
     pub fn acquire(error: &Error, conflict: u8) -> Self {
+        // The round statistics say what the nodes answered; the library's
+        // own advice (raise retry_count) is not a CLI option, so say ours.
+        let what = match error.failure() {
+            Some(failure) => failure.to_string(),
+            None => error.to_string(),
+        };
         match error {
             Error::Held(_) => Failure::new(
                 conflict,
                 format!(
-                    "{error}\n  the command was not run; try again later, \
-                     or wait longer with --wait"
+                    "{what}: held by someone else\n  \
+                     the command was not run; try again later, or wait longer with --wait DURATION"
                 ),
             ),
             Error::NoQuorum(_) | Error::Expired { .. } => Failure::new(
                 exit::UNAVAILABLE,
                 format!(
-                    "{error}\n  the command was not run; check the nodes in --nodes \
+                    "{what}: too few nodes answered in time\n  \
+                     the command was not run; check that most of the nodes in --nodes \
                      (or REDLOCK_NODES) are up and reachable"
                 ),
             ),
             Error::Rejected(_) => Failure::new(
                 exit::REJECTED,
-                format!("{error}\n  the command was not run; fix the node configuration"),
+                format!("{error}\n  the command was not run; fix the node's configuration"),
             ),
             Error::InvalidInput(_) | Error::InvalidConfig(_) => {
-                Failure::usage(format!("{error}\n  the command was not run"))
+                Failure::usage(format!("{error}; the command was not run"))
             }
             // `Error` is non-exhaustive: a future variant is not a usage error.
             _ => Failure::new(
