@@ -10,6 +10,7 @@ use tokio::process::{Child, Command};
 
 use crate::exit;
 use crate::fail::Failure;
+use crate::signals::Group;
 
 /// The variable that tells the command its resources, comma-separated.
 pub const RESOURCES_VAR: &str = "REDLOCK_RESOURCES";
@@ -18,13 +19,17 @@ pub const RESOURCES_VAR: &str = "REDLOCK_RESOURCES";
 pub const FENCING_TOKEN_VAR: &str = "REDLOCK_FENCING_TOKEN";
 
 /// Starts `command` (program and arguments) with stdin, stdout and stderr
-/// inherited, in `redlock`'s process group, with [`RESOURCES_VAR`] and, when
+/// inherited, with [`RESOURCES_VAR`] and, when
 /// the lock has one, [`FENCING_TOKEN_VAR`] set (and otherwise removed, so an
 /// outer `redlock run`'s token does not leak into an inner one's command).
 ///
+/// With [`Group::Own`] the command leads a new process group, so that a
+/// signal can reach everything it starts; with [`Group::Shared`] it stays in
+/// `redlock`'s.
+///
 /// A program that is not found fails with [`exit::NOT_FOUND`], one that
 /// cannot be executed with [`exit::NOT_EXECUTABLE`], as shells do.
-pub fn spawn(command: &[OsString], lock: &Lock) -> Result<Child, Failure> {
+pub fn spawn(command: &[OsString], lock: &Lock, group: Group) -> Result<Child, Failure> {
     let Some((program, args)) = command.split_first() else {
         return Err(Failure::usage(
             "no command given; put it after --: redlock run RESOURCE -- CMD [ARGS...]",
@@ -37,6 +42,9 @@ pub fn spawn(command: &[OsString], lock: &Lock) -> Result<Child, Failure> {
         Some(token) => cmd.env(FENCING_TOKEN_VAR, token.to_string()),
         None => cmd.env_remove(FENCING_TOKEN_VAR),
     };
+    if group == Group::Own {
+        cmd.process_group(0);
+    }
     cmd.spawn().map_err(|error| not_started(program, &error))
 }
 

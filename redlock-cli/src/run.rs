@@ -21,7 +21,7 @@ use crate::child;
 use crate::exit;
 use crate::fail::Failure;
 use crate::nodes;
-use crate::signals::{self, Signals};
+use crate::signals::{self, Group, Signals};
 
 /// The shortest `--ttl`: the lock is extended every third of it, and each
 /// extension is a round trip to every node.
@@ -44,9 +44,12 @@ stopped answering, or the keys vanished), CMD gets SIGTERM, then SIGKILL \
 after --kill-after, and redlock exits with 70 whatever CMD returned.
 
 SIGINT and SIGTERM to redlock are passed on to CMD, and the lock is released \
-once CMD exits. (A Ctrl-C in the terminal already reaches CMD, which runs in \
-redlock's process group, so redlock does not send it a second time.) If \
-redlock itself is killed with SIGKILL, the lock expires after --ttl.";
+once CMD exits. Outside a terminal's foreground (cron, systemd, scripts), CMD \
+leads a process group of its own and every signal goes to that whole group, \
+so whatever CMD started stops with it. In a terminal's foreground, CMD stays \
+in redlock's process group, so it can read the terminal and gets Ctrl-C \
+straight from it (redlock does not send it a second time); signals then go \
+to CMD's process only. If redlock itself is killed with SIGKILL, the lock expires after --ttl.";
 
 /// The options of `redlock run`.
 #[derive(Debug, Args)]
@@ -149,7 +152,8 @@ pub async fn run(args: RunArgs, nodes: &[String]) -> Result<u8, Failure> {
     };
     let lock =
         Arc::new(acquired.map_err(|error| Failure::acquire(&error, args.conflict_exit_code))?);
-    let child = match child::spawn(&args.command, &lock) {
+    let group = Group::choose();
+    let child = match child::spawn(&args.command, &lock, group) {
         Ok(child) => child,
         Err(failure) => {
             release(&lock).await;
@@ -163,6 +167,7 @@ pub async fn run(args: RunArgs, nodes: &[String]) -> Result<u8, Failure> {
         .unwrap_or_default();
     Supervisor {
         child,
+        group,
         program,
         ttl: args.ttl,
         kill_after: args.kill_after,
@@ -202,6 +207,7 @@ async fn when_some<F: Future + Unpin>(future: &mut Option<F>) -> F::Output {
 /// The command while it runs under the lock.
 struct Supervisor {
     child: Child,
+    group: Group,
     program: String,
     ttl: Duration,
     kill_after: Duration,
@@ -239,7 +245,7 @@ impl Supervisor {
                         self.program,
                         humantime::format_duration(self.kill_after)
                     );
-                    let _ = self.child.start_kill();
+                    self.signal(libc::SIGKILL);
                 }
             }
         };
@@ -270,12 +276,20 @@ impl Supervisor {
         Ok(child::code(status))
     }
 
+    /// Sends `signo` to the command (and its group, see [`Group`]) while it
+    /// runs.
+    fn signal(&self, signo: i32) {
+        if let Some(pid) = self.child.id() {
+            self.group.send(pid, signo);
+        }
+    }
+
     /// Passes a signal `redlock` caught on to the command.
     fn pass_on(&mut self, signo: i32) {
         let Some(pid) = self.child.id() else {
             return; // it has exited; the wait branch will see it
         };
-        if signo == libc::SIGINT && signals::from_our_terminal() {
+        if signo == libc::SIGINT && self.group == Group::Shared && signals::from_our_terminal() {
             eprintln!(
                 "redlock: got SIGINT from the terminal, as {} did; the lock is released once it exits",
                 self.program
@@ -287,7 +301,7 @@ impl Supervisor {
             self.program,
             name = signals::name(signo),
         );
-        signals::send(pid, signo);
+        self.group.send(pid, signo);
     }
 
     /// The lock is gone: tell the command to stop.
@@ -295,13 +309,18 @@ impl Supervisor {
         let Some(pid) = self.child.id() else {
             return;
         };
+        // The quorum statistics say what the nodes answered; the library's
+        // advice ("acquire it again") is not what happens here.
+        let what = error
+            .failure()
+            .map_or_else(|| error.to_string(), ToString::to_string);
         eprintln!(
-            "redlock: lost the lock while {} ran: {error}\n  \
+            "redlock: lost the lock while {} ran: {what}\n  \
              sending it SIGTERM (pid {pid}), and SIGKILL if it has not exited in {}",
             self.program,
             humantime::format_duration(self.kill_after)
         );
-        signals::send(pid, libc::SIGTERM);
+        self.group.send(pid, libc::SIGTERM);
     }
 }
 

@@ -69,18 +69,51 @@ pub fn from_our_terminal() -> bool {
     })
 }
 
-/// Sends `signo` to process `pid`. Errors (the process is gone) are ignored:
-/// the caller learns of its end by waiting for it.
-pub fn send(pid: u32, signo: i32) {
-    let Ok(pid) = libc::pid_t::try_from(pid) else {
-        return;
-    };
-    if pid <= 0 {
-        return;
+/// Where the command runs, and so what a signal for it reaches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Group {
+    /// The command leads a process group of its own, and signals go to the
+    /// whole group: whatever it started stops with it when the lock is lost.
+    /// The default, when `redlock` does not run in a terminal's foreground
+    /// (cron, systemd, scripts, CI).
+    Own,
+    /// The command shares `redlock`'s process group, so it can read the
+    /// terminal and gets a Ctrl-C straight from it; signals go to the
+    /// command's process only. When `redlock` runs in a terminal's
+    /// foreground (as the terminal's own Ctrl-C, a SIGINT from elsewhere is
+    /// then not passed on: see [`from_our_terminal`]).
+    Shared,
+}
+
+impl Group {
+    /// [`Group::Shared`] in a terminal's foreground, else [`Group::Own`].
+    pub fn choose() -> Group {
+        if from_our_terminal() {
+            Group::Shared
+        } else {
+            Group::Own
+        }
     }
-    // SAFETY: kill takes plain integers and touches no memory of ours; the
-    // pid is positive, so it names one process, never a group or "all".
-    unsafe {
-        libc::kill(pid, signo);
+
+    /// Sends `signo` to the command whose pid is `pid` (and, with
+    /// [`Group::Own`], to its whole process group). Errors (the process is
+    /// gone) are ignored: the caller learns of its end by waiting for it.
+    pub fn send(self, pid: u32, signo: i32) {
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return;
+        };
+        if pid <= 1 {
+            return;
+        }
+        let target = match self {
+            Group::Own => -pid,
+            Group::Shared => pid,
+        };
+        // SAFETY: kill takes plain integers and touches no memory of ours.
+        // `pid` is above 1, so the target is one process, or the group the
+        // command leads (its pgid is its pid), never "every process".
+        unsafe {
+            libc::kill(target, signo);
+        }
     }
 }

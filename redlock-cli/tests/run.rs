@@ -61,43 +61,61 @@ impl Drop for Scratch {
 }
 
 /// A running `redlock`, killed (with whatever it started) if the test ends
-/// before it does.
-struct Running(Child);
+/// before it does. Its stderr goes to a file, not a pipe: a process the
+/// command left behind could hold a pipe open, and reading it would hang.
+struct Running {
+    child: Child,
+    stderr: PathBuf,
+}
 
 impl Running {
     fn spawn(cmd: &mut Command) -> Running {
-        Running(
-            cmd.stdout(Stdio::piped())
-                .stderr(Stdio::piped())
-                .spawn()
-                .expect("start redlock"),
-        )
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let stderr = std::env::temp_dir().join(format!(
+            "redlock-cli-test-stderr-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        let file = std::fs::File::create(&stderr).expect("create a stderr file");
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(file)
+            .spawn()
+            .expect("start redlock");
+        Running { child, stderr }
     }
 
     fn pid(&self) -> u32 {
-        self.0.id()
+        self.child.id()
     }
 
     /// Waits for the exit, then returns the status and stderr.
     fn wait(mut self) -> (ExitStatus, String) {
         let status = poll(DEADLINE, "redlock to exit", || {
-            self.0.try_wait().expect("try_wait")
+            self.child.try_wait().expect("try_wait")
         });
-        let mut stderr = String::new();
-        if let Some(mut pipe) = self.0.stderr.take() {
-            use std::io::Read;
-            let _ = pipe.read_to_string(&mut stderr);
-        }
+        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
         (status, stderr)
     }
 }
 
 impl Drop for Running {
+    /// A test that failed half-way: SIGTERM first, which redlock passes on
+    /// to the command's whole process group, then SIGKILL.
     fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
+        if let Ok(None) = self.child.try_wait() {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(self.child.id().to_string())
+                .status();
+            let start = Instant::now();
+            while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < DEADLINE / 4 {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
+        let _ = std::fs::remove_file(&self.stderr);
     }
 }
 
@@ -380,12 +398,24 @@ fn losing_the_lock_terminates_the_command_and_exits_70() {
     assert!(stderr.contains("lost the lock"), "{stderr}");
 }
 
+/// Whether process `pid` is gone (or a zombie, waiting to be reaped).
+fn gone(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        // "pid (comm) S ...": the state follows the last ')'.
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
 #[test]
-fn a_command_that_ignores_sigterm_gets_sigkill_after_kill_after() {
+fn a_command_that_ignores_sigterm_gets_sigkill_with_what_it_started() {
     let nodes = start_nodes();
     let urls = nodes.urls();
     let scratch = Scratch::new();
-    let started = scratch.path("started");
+    let (started, grandchild) = (scratch.path("started"), scratch.path("grandchild"));
+    // Both the command and the process it starts ignore SIGTERM.
     let running = Running::spawn(
         redlock(&urls)
             .args([
@@ -397,15 +427,29 @@ fn a_command_that_ignores_sigterm_gets_sigkill_after_kill_after() {
                 "job:stubborn",
                 "--",
             ])
-            .args(sh(r#"trap '' TERM; touch "$1"; while :; do sleep 1; done"#))
-            .arg(&started),
+            .args(sh(r#"trap '' TERM
+                sleep 1000 & echo $! > "$2"
+                touch "$1"
+                while :; do sleep 1; done"#))
+            .arg(&started)
+            .arg(&grandchild),
     );
     wait_for_file(&started);
+    let pid: u32 = std::fs::read_to_string(&grandchild)
+        .expect("the grandchild's pid")
+        .trim()
+        .parse()
+        .expect("a pid");
     nodes[0].kill();
     nodes[1].kill();
     let (status, stderr) = running.wait();
     assert_eq!(status.code(), Some(70), "{stderr}");
     assert!(stderr.contains("SIGKILL"), "{stderr}");
+    // Not a terminal: the command led its own process group, and SIGKILL
+    // went to all of it.
+    poll(DEADLINE, "the grandchild to be killed", || {
+        gone(pid).then_some(())
+    });
 }
 
 #[test]
