@@ -60,7 +60,8 @@ pub struct RunArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration)]
     pub ttl: Duration,
 
-    /// While someone else holds a resource, keep retrying for this long
+    /// While someone else holds a resource, keep retrying for about this long
+    /// (retries every 200ms or so, and at once when the holder releases)
     #[arg(
         long,
         value_name = "DURATION",

@@ -284,6 +284,34 @@ fn a_resource_held_elsewhere_is_a_conflict_and_the_command_does_not_run() {
     assert_eq!(code(&out), Some(3), "{}", stderr(&out));
     assert!(!ran.exists(), "the command must not run without the lock");
 
+    // A signal while redlock waits ends it, as a shell reports a signal
+    // death, and the command never runs. It is waiting once it listens for
+    // the release (wake-on-release subscribes while an acquisition waits).
+    let waiting = Running::spawn(
+        redlock(&urls)
+            .args(["run", "--wait", "120s", "job:held", "--"])
+            .args(touch)
+            .arg(&ran),
+    );
+    let channel = redlock::wake::release_channel("job:held");
+    let probes = nodes.probes();
+    poll(DEADLINE, "redlock to wait for the release", || {
+        probes
+            .iter()
+            .any(|p| p.channel_subscribers(&channel, false) > 0)
+            .then_some(())
+    });
+    let sent = Command::new("kill")
+        .arg("-TERM")
+        .arg(waiting.pid().to_string())
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let (status, said) = waiting.wait();
+    assert_eq!(status.code(), Some(128 + 15), "{said}");
+    assert!(said.contains("while waiting"), "{said}");
+    assert!(!ran.exists(), "the command must not run without the lock");
+
     runtime.block_on(lock.release()).expect("release");
     let out = output(
         redlock(&urls)
