@@ -61,7 +61,7 @@ pub struct RunArgs {
     pub ttl: Duration,
 
     /// While someone else holds a resource, keep retrying for about this long
-    /// (retries every 200ms or so, and at once when the holder releases)
+    /// (a retry every 200ms or so, sooner when a redlock holder releases)
     #[arg(
         long,
         value_name = "DURATION",
