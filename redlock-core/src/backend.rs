@@ -403,6 +403,40 @@ pub enum NodeAge {
 ///
 /// New optional capabilities arrive as provided methods with a default that
 /// answers [`ErrorKind::Unsupported`], so adding one never breaks a backend.
+///
+/// # A backend that is not Redis
+///
+/// Implement [`acquire`](Self::acquire), [`extend`](Self::extend) and
+/// [`release`](Self::release) with the semantics of the built-in scripts,
+/// and answer [`ErrorKind::Unsupported`] to a request whose
+/// [`script`](Request::script) is not [built in](Script::is_builtin) (a
+/// user's own Lua). Two optional protocols ride on the same calls;
+/// `examples/custom_backend.rs` implements both and runs the conformance
+/// suite on them:
+///
+/// - **Fencing tokens** ([`Settings::fencing`](crate::Settings::fencing)).
+///   A fenced acquire is an [`acquire`](Self::acquire) whose
+///   [`extra_keys`](Request::extra_keys) name fence counters: the first
+///   `resources().len()` are the resources' counters
+///   ([`crate::keys::fence_key`]), any after them are counters that older
+///   versions kept per resource in Redis (a new backend has none). Take the
+///   resources as usual and, in the same atomic step, reply the highest
+///   counter with [`Reply::with_fence`] (0 when none exists). The core then
+///   picks the token (above the highest reply of the quorum) and calls
+///   [`fence`](Self::fence) with it in `extra_args()[0]`: if every resource
+///   still holds the request's value, raise each resource's counter to the
+///   token (never lower it) and reply the resource count, else reply 0.
+///   Counters must never expire or be evicted, or a token can repeat.
+/// - **Wake-on-release**
+///   ([`Settings::wake_on_release`](crate::Settings::wake_on_release)). A
+///   release made with it carries one channel per resource, in the same
+///   order, as [`extra_args`](Request::extra_args): announce each resource
+///   it deleted on that resource's channel, with the released value as the
+///   message. [`watch_releases`](Self::watch_releases) registers a waiter
+///   for some channels; a [`ReleaseHub`](crate::wake::ReleaseHub) does the
+///   bookkeeping on the receiving side (`register`, then `notify` for each
+///   announcement heard). Without it, waiters fall back to their retry
+///   timer, which is correct, only slower.
 #[async_trait]
 pub trait LockBackend: Send + Sync {
     /// Sets every key in [`Request::resources`] to [`Request::value`] with

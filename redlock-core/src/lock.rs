@@ -156,11 +156,22 @@ impl Lock {
 
     /// Resets the TTL on a quorum of nodes and returns the extended lock.
     ///
-    /// Fails with [`Error::Expired`] without a network call if the validity
-    /// already ran out, and with [`Error::Expired`] too if a quorum no longer
-    /// holds the keys under this value. Node failures are retried (per the
-    /// retry settings) only while the lock is still valid, then give
-    /// [`Error::NoQuorum`].
+    /// When it gives which error:
+    /// - [`Error::Expired`] (acquire again; the lock is gone):
+    ///   - at once, without a network call, if the validity already ran out;
+    ///   - if the nodes that no longer hold the keys under this value (they
+    ///     expired, or another owner took them) made a quorum impossible;
+    ///   - if the validity ran out while node failures were being retried.
+    /// - [`Error::NoQuorum`]: node failures (refused connections, timeouts)
+    ///   made a quorum impossible in every attempt, and the lock was still
+    ///   valid when the retries ran out. It may still be held on some nodes
+    ///   until its expiration: do not act as if it were extended.
+    /// - [`Error::Rejected`]: a node refused the request in a way no retry
+    ///   fixes (a broken custom script, failed authentication).
+    /// - [`Error::InvalidInput`]: the TTL is not acceptable; nothing was sent.
+    ///
+    /// Node failures are retried, per the retry settings, only while the lock
+    /// is still valid.
     pub async fn extend(&self, ttl: Duration) -> Result<Lock, Error> {
         let held = &self.held;
         let settings = &*held.settings;
