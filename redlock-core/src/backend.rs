@@ -51,7 +51,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::scripts::Script;
-use crate::wake::ReleaseWaker;
+use crate::wake::{PubSubKind, ReleaseWaker};
 
 /// One operation's arguments, as a backend receives them.
 #[derive(Clone, Copy, Debug)]
@@ -65,6 +65,7 @@ pub struct Request<'a> {
     extra_args: &'a [String],
     plain_set_nx: bool,
     restart_quarantine: Option<Duration>,
+    sharded_script: Option<&'a Script>,
 }
 
 impl<'a> Request<'a> {
@@ -79,6 +80,28 @@ impl<'a> Request<'a> {
             extra_args: &[],
             plain_set_nx: false,
             restart_quarantine: None,
+            sharded_script: None,
+        }
+    }
+
+    /// The same request with `script` in place of [`script`](Self::script)
+    /// for backends whose [`LockBackend::pubsub_kind`] is
+    /// [`PubSubKind::Sharded`] (a release that announces itself).
+    pub(crate) fn with_sharded_script(mut self, script: &'a Script) -> Self {
+        self.sharded_script = Some(script);
+        self
+    }
+
+    /// The sharded variant of this request, for a backend of pub/sub `kind`,
+    /// when it differs from this request.
+    pub(crate) fn for_pubsub(&self, kind: PubSubKind) -> Option<Request<'a>> {
+        match (kind, self.sharded_script) {
+            (PubSubKind::Sharded, Some(script)) => Some(Request {
+                script,
+                sharded_script: None,
+                ..*self
+            }),
+            _ => None,
         }
     }
 
@@ -496,6 +519,16 @@ pub trait LockBackend: Send + Sync {
         Ok(())
     }
 
+    /// Which pub/sub [`watch_releases`](Self::watch_releases) subscribes
+    /// with, and so which release script announces a release on this
+    /// backend: [`PubSubKind::Classic`] (`PUBLISH`, the default) or
+    /// [`PubSubKind::Sharded`] (`SPUBLISH`, for a Redis Cluster). Only the
+    /// built-in release scripts look at it; a backend that runs no Lua can
+    /// ignore it.
+    fn pubsub_kind(&self) -> PubSubKind {
+        PubSubKind::Classic
+    }
+
     /// Restart quarantine: when the node that serves `resources` came up,
     /// as far as the backend knows **without I/O** (the core asks it before
     /// every acquire made with
@@ -550,6 +583,9 @@ macro_rules! forward_backend {
             }
             async fn unwatch_releases(&self) -> Result<(), BackendError> {
                 (**self).unwatch_releases().await
+            }
+            fn pubsub_kind(&self) -> PubSubKind {
+                (**self).pubsub_kind()
             }
             fn node_age(&self, resources: &[String]) -> NodeAge {
                 (**self).node_age(resources)

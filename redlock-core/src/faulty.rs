@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use crate::backend::{BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
 use crate::runtime::Runtime;
 use crate::stats::Operation;
-use crate::wake::ReleaseWaker;
+use crate::wake::{PubSubKind, ReleaseWaker};
 
 /// How a [`FaultyBackend`] misbehaves.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -163,6 +163,9 @@ impl<B: LockBackend> LockBackend for FaultyBackend<B> {
     }
     async fn unwatch_releases(&self) -> Result<(), BackendError> {
         self.backend.unwatch_releases().await
+    }
+    fn pubsub_kind(&self) -> PubSubKind {
+        self.backend.pubsub_kind()
     }
     fn node_age(&self, resources: &[String]) -> NodeAge {
         self.backend.node_age(resources)

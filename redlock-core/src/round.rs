@@ -453,8 +453,12 @@ impl Engine {
             } else {
                 (self.scripts.release(), Vec::new())
             };
-        let request =
+        let mut request =
             Request::new(resources, value, Duration::ZERO, script).with_extra_args(&channels);
+        if !channels.is_empty() {
+            // A Redis Cluster announces on shard channels (`pubsub_kind`).
+            request = request.with_sharded_script(self.scripts.release_notify_sharded());
+        }
         let started = self.now();
         let release = self.round(
             Operation::Release,
@@ -510,7 +514,11 @@ impl Engine {
                 let call = match operation {
                     Operation::Acquire => backend.acquire(request),
                     Operation::Extend => backend.extend(request),
-                    Operation::Release => backend.release(request),
+                    Operation::Release => match request.for_pubsub(backend.pubsub_kind()) {
+                        // A Redis Cluster announces the release on shard channels.
+                        Some(sharded) => Box::pin(async move { backend.release(&sharded).await }),
+                        None => backend.release(request),
+                    },
                     Operation::Fence => backend.fence(request),
                 };
                 (i, Some(call))

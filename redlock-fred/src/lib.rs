@@ -207,7 +207,7 @@ use fred::types::{ClusterHash, ConnectHandle, CustomCommand, Expiration, SetOpti
 use fred::util::redis_keyslot;
 use redlock_core::age::{NodeClock, ServerInfo, INFO_SERVER};
 use redlock_core::protocol::{Arg, Call, Command, RawReply};
-use redlock_core::wake::ReleaseWaker;
+use redlock_core::wake::{PubSubKind, ReleaseWaker};
 use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
 
 use crate::health::Health;
@@ -586,6 +586,15 @@ impl<C: ClientLike + KeysInterface + 'static> LockBackend for FredBackend<C> {
         match &self.releases {
             Some(releases) => releases.unwatch(self.command_timeout()).await,
             None => Ok(()),
+        }
+    }
+
+    fn pubsub_kind(&self) -> PubSubKind {
+        // A cluster's waiters subscribe to shard channels.
+        if self.clustered {
+            PubSubKind::Sharded
+        } else {
+            PubSubKind::Classic
         }
     }
 
