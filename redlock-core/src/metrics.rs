@@ -18,7 +18,7 @@
 //! | `redlock_extensions_total` | counter | `outcome` | extensions (`Lock::extend`, and `using`'s automatic ones), by how they ended: `extended`, `expired`, `no_quorum`, `rejected`, `invalid` |
 //! | `redlock_releases_total` | counter | `outcome` | releases: `released` (a quorum still held the lock), `not_held` (it had expired or was released before), `no_quorum` (too many nodes could not be reached) |
 //! | `redlock_locks_lost_total` | counter | `reason` | `using` routines whose lock was lost because an extension failed (the signal aborted): `expired`, `no_quorum`, `rejected` |
-//! | `redlock_lock_held_seconds` | histogram | | time from the grant of a lock to its release (extensions included), recorded at each release |
+//! | `redlock_lock_held_seconds` | histogram | | time from the grant of a lock to its release (extensions included), recorded at each release that found it held (`redlock_releases_total{outcome="released"}`) |
 //!
 //! Label values:
 //!
@@ -60,7 +60,7 @@ pub const EXTENSIONS: &str = "redlock_extensions_total";
 pub const RELEASES: &str = "redlock_releases_total";
 /// `redlock_locks_lost_total`: `using` locks lost to a failed extension, by `reason`.
 pub const LOCKS_LOST: &str = "redlock_locks_lost_total";
-/// `redlock_lock_held_seconds`: time from grant to release.
+/// `redlock_lock_held_seconds`: time from grant to a release that found the lock held.
 pub const LOCK_HELD: &str = "redlock_lock_held_seconds";
 
 /// Registers the unit and description of every metric in the
@@ -203,8 +203,12 @@ pub(crate) fn release(result: &Result<Release, Error>, held: &Held) -> &'static 
     #[cfg(feature = "metrics")]
     {
         ::metrics::counter!(RELEASES, "outcome" => outcome).increment(1);
-        let held_for = held.engine.now().saturating_duration_since(held.granted);
-        ::metrics::histogram!(LOCK_HELD).record(held_for.as_secs_f64());
+        // Only a release that ended a hold: a lock that had expired was not
+        // held until now, and a second release of the same lock ends nothing.
+        if outcome == "released" {
+            let held_for = held.engine.now().saturating_duration_since(held.granted);
+            ::metrics::histogram!(LOCK_HELD).record(held_for.as_secs_f64());
+        }
     }
     #[cfg(not(feature = "metrics"))]
     let _ = held;

@@ -210,6 +210,8 @@ async fn acquire_held_extend_release_are_counted() {
         recorder.counter("redlock_releases_total{outcome=not_held}"),
         1
     );
+    // It ended no hold: no second sample of the time held.
+    assert_eq!(recorder.samples("redlock_lock_held_seconds{}").len(), 1);
     // No failure was counted: votes against are not failures.
     assert!(
         recorder.counters("redlock_node_failures_total").is_empty(),

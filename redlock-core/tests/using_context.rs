@@ -91,6 +91,12 @@ async fn a_clone_of_the_signal_follows_the_extensions_too() {
 }
 
 #[test]
+fn the_signal_can_move_to_other_tasks_and_threads() {
+    fn send_sync<T: Send + Sync + 'static>() {}
+    send_sync::<AbortSignal>();
+}
+
+#[test]
 fn a_signal_of_no_lock_has_no_resources_token_or_validity() {
     let signal = AbortSignal::new();
     assert!(signal.resources().is_empty());
