@@ -105,12 +105,18 @@ fn nodes() -> Vec<FaultyBackend<MemoryBackend>> {
         .collect()
 }
 
+/// The tests take turns: `tracing` caches each callsite's interest across
+/// all live subscribers, and one test's subscriber appearing or going while
+/// the other logs is a race best not run.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+
 fn is_info_or_above(level: Level) -> bool {
     level == Level::INFO || level == Level::WARN || level == Level::ERROR
 }
 
 #[test]
 fn every_operation_has_a_span_with_resources_and_outcome() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let capture = Capture::default();
     let nodes = nodes();
     let redlock = Redlock::builder(nodes.clone())
@@ -172,6 +178,7 @@ fn every_operation_has_a_span_with_resources_and_outcome() {
 
 #[test]
 fn no_lock_value_above_debug_level() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let capture = Capture::default();
     let nodes = nodes();
     let redlock = Redlock::builder(nodes.clone())
