@@ -190,6 +190,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod cluster_age;
 mod connect;
 mod errors;
 mod health;
@@ -245,6 +246,9 @@ pub struct FredBackend<C: ClientLike = Client> {
     /// connection error and reconnection (standalone clients built here
     /// only).
     clock: Option<Arc<NodeClock>>,
+    /// Restart quarantine on a cluster: the masters' ages per slot, kept
+    /// current by fred's connection events (cluster clients built here).
+    cluster_ages: Option<cluster_age::ClusterAges>,
 }
 
 impl<C: ClientLike> FredBackend<C> {
@@ -268,6 +272,7 @@ impl<C: ClientLike> FredBackend<C> {
             task: None,
             releases: None,
             clock: None,
+            cluster_ages: None,
         }
     }
 
@@ -392,9 +397,12 @@ impl<C: ClientLike + KeysInterface> FredBackend<C> {
     /// Restart quarantine: a call that failed on the connection (broken,
     /// refused, timed out) makes the node's age unknown until read again.
     fn forget_if_broken(&self, error: BackendError) -> BackendError {
-        if let Some(clock) = &self.clock {
-            if matches!(error.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
+        if matches!(error.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
+            if let Some(clock) = &self.clock {
                 clock.forget();
+            }
+            if let Some(ages) = &self.cluster_ages {
+                ages.forget();
             }
         }
         error
@@ -408,6 +416,12 @@ impl<C: ClientLike + KeysInterface> FredBackend<C> {
         request: &Request<'_>,
         max_ttl: Duration,
     ) -> Result<Reply, BackendError> {
+        if let Some(ages) = &self.cluster_ages {
+            let generation = ages.admit(request.resources(), max_ttl)?;
+            let reply = self.run(Call::acquire(request), request).await?;
+            ages.confirm(generation)?;
+            return Ok(reply);
+        }
         let Some(clock) = &self.clock else {
             return Err(quarantine_unsupported());
         };
@@ -514,9 +528,9 @@ fn call_options<C: ClientLike>(client: &C, timeout: Option<Duration>) -> Options
 fn quarantine_unsupported() -> BackendError {
     BackendError::new(
         ErrorKind::Unsupported,
-        "restart quarantine needs a standalone FredBackend built by connect or from_config \
-         (it follows the connection's events to notice a restart); a cluster backend, or a \
-         client passed to FredBackend::new, cannot; turn restart_quarantine off for it",
+        "restart quarantine needs a FredBackend built by connect, connect_cluster or \
+         from_config (it follows the connections' events to notice a restart); a client \
+         passed to FredBackend::new cannot; turn restart_quarantine off for it",
     )
 }
 
@@ -589,13 +603,36 @@ impl<C: ClientLike + KeysInterface + 'static> LockBackend for FredBackend<C> {
         }
     }
 
-    fn node_age(&self, _resources: &[String]) -> NodeAge {
+    fn node_age(&self, resources: &[String]) -> NodeAge {
+        if let Some(ages) = &self.cluster_ages {
+            return ages.age(resources);
+        }
         // Without a clock the age is never known: the core then asks
         // `refresh_node_age`, which says why.
         self.clock.as_ref().map_or(NodeAge::Unknown, |c| c.age())
     }
 
-    async fn refresh_node_age(&self, _resources: &[String]) -> Result<(), BackendError> {
+    async fn refresh_node_age(&self, resources: &[String]) -> Result<(), BackendError> {
+        if let Some(ages) = &self.cluster_ages {
+            // `INFO server` from the master that serves the resources' slot
+            // (fred routes a custom command by the slot given), read again
+            // if a connection was made meanwhile.
+            let slot = cluster_age::slot(resources)?;
+            for _ in 0..cluster_age::READS {
+                let generation = ages.generation();
+                let command =
+                    CustomCommand::new_static(INFO_SERVER[0], ClusterHash::Custom(slot), false);
+                let value = self
+                    .client
+                    .custom::<Value, _>(command, vec![Value::from(INFO_SERVER[1])])
+                    .await
+                    .map_err(|e| self.forget_if_broken(self.explain(e)))?;
+                if ages.learn(slot, generation, &value, Instant::now())? {
+                    break;
+                }
+            }
+            return Ok(());
+        }
         let Some(clock) = &self.clock else {
             return Err(quarantine_unsupported());
         };
