@@ -150,10 +150,28 @@
 //! the backend read `INFO server` (`uptime_in_seconds`, `run_id`) before the
 //! node votes again. An acquire is refused ([`ErrorKind::Quarantined`])
 //! while the node is younger than the window, and a vote whose connection
-//! changed during the call is not counted. A cluster backend, or a client
-//! passed to [`FredBackend::new`] (whose events this crate does not follow),
-//! answers [`ErrorKind::Unsupported`] under quarantine rather than vote
-//! unchecked.
+//! changed during the call is not counted.
+//!
+//! On a cluster backend ([`FredBackend::connect_cluster`], or
+//! [`FredBackend::from_config`] with a clustered config) each master is a
+//! node for the quarantine: the age that decides an acquire is that of the
+//! master serving the resources' hash slot, read by `INFO server` routed to
+//! that slot (see [`redlock_core::cluster_age`]). fred broadcasts a
+//! reconnection event for every connection it makes to a node before that
+//! connection carries a command; the backend drains those events (and the
+//! connection errors) without waiting each time it answers, and any of them
+//! makes every master's age unknown, as does a call that fails on a
+//! connection. So a restarted master never votes on an age read before its
+//! restart. A master with another `run_id` than the one last read for the
+//! slot (restarted, or a replica promoted by a failover, which may lack its
+//! old master's last writes) is quarantined for the whole window from the
+//! moment it is read, whatever its uptime. After a reconnection, each slot
+//! in use costs one `INFO server` before its next vote; nothing is sent on
+//! the hot path otherwise.
+//!
+//! A client passed to [`FredBackend::new`] (whose events this crate does
+//! not follow) answers [`ErrorKind::Unsupported`] under quarantine rather
+//! than vote unchecked.
 //!
 //! # Redis Cluster
 //!

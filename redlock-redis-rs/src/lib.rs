@@ -124,12 +124,32 @@
 //! read `INFO server` (`uptime_in_seconds`, `run_id`); an acquire is refused
 //! ([`ErrorKind::Quarantined`]) while the node is younger than the window,
 //! and a vote whose connection broke during the call is not counted. Nothing
-//! is sent on the hot path. A [`RedisClusterBackend`] answers
-//! [`ErrorKind::Unsupported`] under quarantine: the cluster client retries a
-//! command on a fresh connection to a restarted master without reporting the
-//! break. A `ConnectionManager` you build yourself over RESP3 reconnects on
-//! its push without failing a call, which this crate cannot see: use
-//! [`RedisBackend::connect_with_config`] for quarantine over RESP3.
+//! is sent on the hot path. A `ConnectionManager` you build yourself over
+//! RESP3 reconnects on its push without failing a call, which this crate
+//! cannot see: use [`RedisBackend::connect_with_config`] for quarantine over
+//! RESP3.
+//!
+//! On a [`RedisClusterBackend`] built by [`RedisBackend::connect_cluster`],
+//! each master is a node for the quarantine: the age that decides an
+//! acquire is that of the master serving the resources' hash slot, read by
+//! `INFO server` routed to that slot's master by redis-rs's own slot map
+//! (see [`redlock_core::cluster_age`]). The cluster client retries a command
+//! on a fresh connection to a restarted master without reporting the break,
+//! and its RESP3 disconnection pushes carry no address and arrive after the
+//! reconnection started; but it resolves a node's host through its
+//! configured DNS resolver before every connection it makes. The backend
+//! installs a resolver that first makes every master's age unknown (then
+//! resolves as usual: address literals as is, names through the system
+//! resolver on a short-lived thread). So a reply over a new connection never
+//! counts on an age read before it. A master with another `run_id` than the
+//! one last read for the slot (restarted, or a replica promoted by a
+//! failover, which may lack its old master's last writes) is quarantined for
+//! the whole window from the moment it is read, whatever its uptime; a slot
+//! first read after a failover is judged by its master's uptime. After any
+//! new connection, each slot in use costs one `INFO server` before its next
+//! vote. A cluster connection you build yourself and pass to
+//! [`RedisBackend::new`] answers [`ErrorKind::Unsupported`] under
+//! quarantine (this crate cannot see its connections).
 //!
 //! # Runtimes and features
 //!
