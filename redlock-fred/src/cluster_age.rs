@@ -12,13 +12,18 @@
 //! finds the event already queued, and an acquire admitted before it is not
 //! counted. No task is spawned for it, so nothing depends on a listener
 //! being scheduled in time.
+//!
+//! The same serves a standalone fred [`Client`] passed to
+//! [`FredBackend::new`](crate::FredBackend::new) (fred broadcasts its
+//! reconnection the same way, before the connection is used): it is one
+//! node, so every request maps to one entry.
 
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use fred::clients::Client;
 use fred::error::Error as FredError;
-use fred::interfaces::EventInterface;
+use fred::interfaces::{ClientLike, EventInterface};
 use fred::types::config::Server;
 use fred::types::Value;
 use redlock_core::age::ServerInfo;
@@ -42,6 +47,8 @@ pub(crate) struct ClusterAges {
     events: Mutex<Events>,
     /// To subscribe again if fred replaces its channels (after `QUIT`).
     client: Client,
+    /// A standalone client: one node, whatever the slot.
+    single: bool,
 }
 
 impl ClusterAges {
@@ -55,6 +62,7 @@ impl ClusterAges {
                 reconnects: client.reconnect_rx(),
             }),
             client: client.clone(),
+            single: !client.is_clustered(),
         }
     }
 
@@ -103,7 +111,10 @@ impl ClusterAges {
     /// The age of the master serving `resources`, without I/O.
     pub(crate) fn age(&self, resources: &[String]) -> NodeAge {
         self.sync();
-        ClusterClock::slot_of(resources).map_or(NodeAge::Unknown, |slot| self.clock.age(slot))
+        match self.slot(resources) {
+            Ok(slot) => self.clock.age(slot),
+            Err(_) => NodeAge::Unknown,
+        }
     }
 
     /// Admits an acquire on `resources` under a window of `max_ttl`: the
@@ -114,7 +125,7 @@ impl ClusterAges {
         max_ttl: Duration,
     ) -> Result<u64, BackendError> {
         self.sync();
-        self.clock.admit(slot(resources)?, max_ttl)
+        self.clock.admit(self.slot(resources)?, max_ttl)
     }
 
     /// After the reply: whether the vote counts.
@@ -158,12 +169,18 @@ impl ClusterAges {
     }
 }
 
-/// The hash slot of a request's resources.
-pub(crate) fn slot(resources: &[String]) -> Result<u16, BackendError> {
-    ClusterClock::slot_of(resources).ok_or_else(|| {
-        BackendError::new(
-            ErrorKind::Other,
-            "restart quarantine on a cluster needs a resource to find its master",
-        )
-    })
+impl ClusterAges {
+    /// The entry of a request's resources: their hash slot on a cluster,
+    /// 0 on a standalone node.
+    pub(crate) fn slot(&self, resources: &[String]) -> Result<u16, BackendError> {
+        if self.single {
+            return Ok(0);
+        }
+        ClusterClock::slot_of(resources).ok_or_else(|| {
+            BackendError::new(
+                ErrorKind::Other,
+                "restart quarantine on a cluster needs a resource to find its master",
+            )
+        })
+    }
 }

@@ -131,10 +131,13 @@ impl FredBackend<Client> {
         // Restart quarantine: a standalone node's age follows its one
         // connection (through `health`'s listener).
         let clock = (!client.is_clustered()).then(|| Arc::new(NodeClock::new()));
-        // A cluster client's masters, one age per slot, from fred's events.
-        let cluster_ages = client
-            .is_clustered()
-            .then(|| crate::cluster_age::ClusterAges::watch(&client));
+        // A cluster client's masters, one age per slot, from fred's events
+        // (a standalone client's age follows `clock`).
+        let followed = std::sync::OnceLock::from(
+            client
+                .is_clustered()
+                .then(|| crate::cluster_age::ClusterAges::watch(&client)),
+        );
         // Subscribe before starting, so no outcome of the first attempt is missed.
         let mut health = Health::watch(&client, clock.clone());
         let task = client.connect();
@@ -151,7 +154,7 @@ impl FredBackend<Client> {
             task: Some(task),
             releases: Some(ReleaseWatch::new(builder)),
             clock,
-            cluster_ages,
+            followed,
         })
     }
 }

@@ -169,9 +169,12 @@
 //! in use costs one `INFO server` before its next vote; nothing is sent on
 //! the hot path otherwise.
 //!
-//! A client passed to [`FredBackend::new`] (whose events this crate does
-//! not follow) answers [`ErrorKind::Unsupported`] under quarantine rather
-//! than vote unchecked.
+//! A fred [`Client`] passed to [`FredBackend::new`], standalone or
+//! clustered, is followed the same way: the backend subscribes to its
+//! events the first time quarantine asks for an age (every age starts
+//! unknown, so what happened before does not matter). Other client types
+//! (a [`Pool`](fred::clients::Pool), ...) answer [`ErrorKind::Unsupported`]
+//! under quarantine rather than vote unchecked.
 //!
 //! # Redis Cluster
 //!
@@ -214,8 +217,9 @@ mod errors;
 mod health;
 mod wake;
 
+use std::any::Any;
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use fred::clients::{Client, WithOptions};
@@ -264,9 +268,12 @@ pub struct FredBackend<C: ClientLike = Client> {
     /// connection error and reconnection (standalone clients built here
     /// only).
     clock: Option<Arc<NodeClock>>,
-    /// Restart quarantine on a cluster: the masters' ages per slot, kept
-    /// current by fred's connection events (cluster clients built here).
-    cluster_ages: Option<cluster_age::ClusterAges>,
+    /// Restart quarantine from fred's connection events, drained when asked:
+    /// the masters' ages per slot of a cluster client built here (set at
+    /// construction), or the ages of a fred [`Client`] passed to
+    /// [`new`](FredBackend::new) (subscribed on first use under quarantine).
+    /// Empty for a standalone client built here, which uses `clock`.
+    followed: OnceLock<Option<cluster_age::ClusterAges>>,
 }
 
 impl<C: ClientLike> FredBackend<C> {
@@ -280,6 +287,9 @@ impl<C: ClientLike> FredBackend<C> {
     /// write attempt (no replay after a reconnection). `name` is what
     /// [`describe`](LockBackend::describe) reports in statistics and logs; keep
     /// passwords out of it.
+    ///
+    /// Restart quarantine works when `C` is fred's [`Client`] (standalone or
+    /// clustered): see the [crate docs](crate#restart-quarantine).
     pub fn new(client: C, name: impl Into<String>) -> Self {
         FredBackend {
             client: client.with_options(&call_options(&client, Some(DEFAULT_COMMAND_TIMEOUT))),
@@ -290,7 +300,7 @@ impl<C: ClientLike> FredBackend<C> {
             task: None,
             releases: None,
             clock: None,
-            cluster_ages: None,
+            followed: OnceLock::new(),
         }
     }
 
@@ -419,7 +429,7 @@ impl<C: ClientLike + KeysInterface> FredBackend<C> {
             if let Some(clock) = &self.clock {
                 clock.forget();
             }
-            if let Some(ages) = &self.cluster_ages {
+            if let Some(Some(ages)) = self.followed.get() {
                 ages.forget();
             }
         }
@@ -433,8 +443,9 @@ impl<C: ClientLike + KeysInterface> FredBackend<C> {
         &self,
         request: &Request<'_>,
         max_ttl: Duration,
+        followed: Option<&cluster_age::ClusterAges>,
     ) -> Result<Reply, BackendError> {
-        if let Some(ages) = &self.cluster_ages {
+        if let Some(ages) = followed {
             let generation = ages.admit(request.resources(), max_ttl)?;
             let reply = self.run(Call::acquire(request), request).await?;
             ages.confirm(generation)?;
@@ -547,8 +558,9 @@ fn quarantine_unsupported() -> BackendError {
     BackendError::new(
         ErrorKind::Unsupported,
         "restart quarantine needs a FredBackend built by connect, connect_cluster or \
-         from_config (it follows the connections' events to notice a restart); a client \
-         passed to FredBackend::new cannot; turn restart_quarantine off for it",
+         from_config, or a fred Client passed to FredBackend::new (it follows the \
+         connections' events to notice a restart); other client types (a Pool, ...) \
+         cannot; turn restart_quarantine off for them",
     )
 }
 
@@ -571,12 +583,32 @@ impl<C: ClientLike> std::fmt::Debug for FredBackend<C> {
     }
 }
 
+impl<C: ClientLike + 'static> FredBackend<C> {
+    /// The ages followed from fred's events, if any: see the `followed`
+    /// field. A fred [`Client`] passed to [`new`](FredBackend::new) is
+    /// subscribed to here, the first time quarantine asks (every age starts
+    /// unknown, so earlier events do not matter); other client types (a
+    /// pool, ...) have none.
+    fn followed(&self) -> Option<&cluster_age::ClusterAges> {
+        self.followed
+            .get_or_init(|| {
+                let client: &C = &self.client;
+                (client as &dyn Any)
+                    .downcast_ref::<Client>()
+                    .map(cluster_age::ClusterAges::watch)
+            })
+            .as_ref()
+    }
+}
+
 #[async_trait]
 impl<C: ClientLike + KeysInterface + 'static> LockBackend for FredBackend<C> {
     async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
         self.refuse_if_down()?;
         if let Some(max_ttl) = request.restart_quarantine() {
-            return self.acquire_quarantined(request, max_ttl).await;
+            return self
+                .acquire_quarantined(request, max_ttl, self.followed())
+                .await;
         }
         self.run(Call::acquire(request), request).await
     }
@@ -622,7 +654,7 @@ impl<C: ClientLike + KeysInterface + 'static> LockBackend for FredBackend<C> {
     }
 
     fn node_age(&self, resources: &[String]) -> NodeAge {
-        if let Some(ages) = &self.cluster_ages {
+        if let Some(ages) = self.followed() {
             return ages.age(resources);
         }
         // Without a clock the age is never known: the core then asks
@@ -631,11 +663,11 @@ impl<C: ClientLike + KeysInterface + 'static> LockBackend for FredBackend<C> {
     }
 
     async fn refresh_node_age(&self, resources: &[String]) -> Result<(), BackendError> {
-        if let Some(ages) = &self.cluster_ages {
+        if let Some(ages) = self.followed() {
             // `INFO server` from the master that serves the resources' slot
             // (fred routes a custom command by the slot given), read again
             // if a connection was made meanwhile.
-            let slot = cluster_age::slot(resources)?;
+            let slot = ages.slot(resources)?;
             for _ in 0..cluster_age::READS {
                 let generation = ages.generation();
                 let command =
