@@ -26,9 +26,12 @@
 //!   process never saw its previous master) is judged by its master's uptime
 //!   only.
 //!
-//! After a forget, each slot in use costs one `INFO server` before its next
-//! vote (only then: [`ClusterClock::age`] does no I/O, and slots whose age is
-//! known vote without extra round trips). Memory is bounded by the 16,384
+//! A slot's first vote, and its first vote after a forget, cost one `INFO
+//! server` (only then: [`ClusterClock::age`] does no I/O, and slots whose
+//! age is known vote without extra round trips). Ages are kept per slot, not
+//! per master, because no client tells, without I/O, which master serves a
+//! slot; reading the age through the client's own routing keeps the master
+//! read and the master that votes the same. Memory is bounded by the 16,384
 //! slots.
 //!
 //! Use it as [`NodeClock`](crate::age::NodeClock) is used (see the
