@@ -537,9 +537,9 @@ pub trait LockBackend: Send + Sync {
     /// (`uptime_in_seconds`, `run_id`) on every (re)connection, since a
     /// restart always drops the connection, and forgets the age
     /// ([`NodeAge::Unknown`]) the moment it sees the connection break. A
-    /// cluster backend answers for the master of the resources' slot, or
-    /// for its youngest master. The default, [`NodeAge::Untracked`], never
-    /// quarantines.
+    /// cluster backend answers for the master that serves the resources'
+    /// slot (each master is a node; see [`cluster_age`](crate::cluster_age)).
+    /// The default, [`NodeAge::Untracked`], never quarantines.
     fn node_age(&self, resources: &[String]) -> NodeAge {
         let _ = resources;
         NodeAge::Untracked

@@ -78,6 +78,7 @@ mod acquire;
 pub mod age;
 pub mod backend;
 mod builder;
+pub mod cluster_age;
 mod error;
 pub mod faulty;
 pub mod keys;

@@ -83,6 +83,8 @@ macro_rules! conformance_cases {
                 "defaults: a lock nobody waits for publishes nothing; a waiter's channel is subscribed while it waits, and dropped with its release";
             restart_quarantine => "3", [Restart], [RESTART_QUARANTINE],
                 "TTL above the window `InvalidInput`; a node restarted without persistence fails `Quarantined` with the time left, never holds the key, and votes again after the window";
+            cluster_restart_quarantine => "cluster", [Cluster], [CLUSTER, RESTART_QUARANTINE],
+                "each master is a node: the master of a held key restarted without persistence (same slots) fails `Quarantined` with the time left, grants no lock on the lost key, while another master votes; it votes again after the window";
         }
     };
 }

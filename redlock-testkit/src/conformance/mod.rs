@@ -58,6 +58,7 @@ use crate::Capabilities;
 mod basics;
 mod case;
 mod cluster;
+mod cluster_quarantine;
 mod contention;
 mod faults;
 mod fencing;
@@ -77,6 +78,7 @@ pub use case::skip_reason;
 pub use cluster::{
     cluster_cross_slot_rejected, cluster_hash_tagged_multi_resource, cluster_wake_is_sharded,
 };
+pub use cluster_quarantine::cluster_restart_quarantine;
 pub use contention::contention;
 pub use faults::{
     node_restart_with_persistence, password_in_url, paused_node_times_out,
@@ -162,7 +164,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(seen.len(), 38, "the real-Redis suite has 38 tests");
+        assert_eq!(seen.len(), 39, "the real-Redis suite has 39 tests");
     }
 
     #[test]
