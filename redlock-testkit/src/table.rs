@@ -83,6 +83,18 @@ macro_rules! conformance_cases {
                 "defaults: a lock nobody waits for publishes nothing; a waiter's channel is subscribed while it waits, and dropped with its release";
             restart_quarantine => "3", [Restart], [RESTART_QUARANTINE],
                 "TTL above the window `InvalidInput`; a node restarted without persistence fails `Quarantined` with the time left, never holds the key, and votes again after the window";
+            doctor_healthy_set => "3", [], [INSPECT],
+                "3 nodes with AOF (`appendfsync always`) and `noeviction`: every finding ok, one printed line per finding";
+            doctor_evicting_policy => "3", [Reconfigure], [INSPECT],
+                "`maxmemory-policy allkeys-lru` on one node: the report fails on that node's eviction check only, naming the node";
+            doctor_node_listed_twice => "2", [], [INSPECT],
+                "one server given twice: both entries fail independence (same `run_id`), the other node passes";
+            doctor_replica_caught => "3", [Reconfigure], [INSPECT],
+                "a node made a replica (`REPLICAOF`): its role fails, then its independence (its master's replication id); the master warns";
+            doctor_two_nodes_warn => "2", [], [INSPECT],
+                "N = 2: a node-count warning about the set; the report still passes";
+            lock_status => "3", [], [INSPECT],
+                "a lock shows on every node with its TTL, held by a quorum under its value (never printed), fence counter = token with fencing; one foreign node: no quorum; after release: free";
         }
     };
 }

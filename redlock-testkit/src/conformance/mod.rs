@@ -59,6 +59,7 @@ mod basics;
 mod case;
 mod cluster;
 mod contention;
+mod doctor;
 mod faults;
 mod fencing;
 mod input;
@@ -78,6 +79,10 @@ pub use cluster::{
     cluster_cross_slot_rejected, cluster_hash_tagged_multi_resource, cluster_wake_is_sharded,
 };
 pub use contention::contention;
+pub use doctor::{
+    doctor_evicting_policy, doctor_healthy_set, doctor_node_listed_twice, doctor_replica_caught,
+    doctor_two_nodes_warn, lock_status,
+};
 pub use faults::{
     node_restart_with_persistence, password_in_url, paused_node_times_out,
     unreachable_node_refused, wrong_password_rejected,
@@ -162,7 +167,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(seen.len(), 38, "the real-Redis suite has 38 tests");
+        assert_eq!(seen.len(), 44, "the real-Redis suite has 44 tests");
     }
 
     #[test]
