@@ -70,10 +70,7 @@ impl<C: ClientLike + KeysInterface> FredBackend<C> {
             Ok(value) => Ok(fact(&value)),
             Err(error)
                 if server_code(&error).is_some()
-                    && !matches!(
-                        classify(&error),
-                        ErrorKind::Connection | ErrorKind::Timeout
-                    ) =>
+                    && !matches!(classify(&error), ErrorKind::Connection | ErrorKind::Timeout) =>
             {
                 Ok(Fact::Error(error.details().to_owned()))
             }
@@ -126,7 +123,10 @@ mod tests {
         let time = Value::Array(vec![Value::from("1733212345"), Value::from("12")]);
         assert_eq!(
             fact(&time),
-            Fact::Array(vec![Fact::Text("1733212345".into()), Fact::Text("12".into())])
+            Fact::Array(vec![
+                Fact::Text("1733212345".into()),
+                Fact::Text("12".into())
+            ])
         );
         assert_eq!(name(&["CONFIG".into(), "GET".into()]), "CONFIG");
         assert_eq!(rest(&["GET".into(), "k".into()]), [Value::from("k")]);

@@ -93,6 +93,8 @@ macro_rules! conformance_cases {
                 "a node made a replica (`REPLICAOF`): its role fails, then its independence (its master's replication id); the master warns";
             doctor_two_nodes_warn => "2", [], [INSPECT],
                 "N = 2: a node-count warning about the set; the report still passes";
+            doctor_cluster => "cluster", [Cluster], [CLUSTER, INSPECT],
+                "a Redis Cluster as one node: one finding per master and check, all 16384 slots served, nothing fails; the status of a tagged pair read by slot";
             lock_status => "3", [], [INSPECT],
                 "a lock shows on every node with its TTL, held by a quorum under its value (never printed), fence counter = token with fencing; one foreign node: no quorum; after release: free";
         }

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use redlock_core::{Check, DoctorReport, KeyState, LockStatus, Redlock, Severity};
 
 use super::case::{expect_lock, Case};
+use super::cluster::ClusterCase;
 use super::support::{build, fast_builder, sleep};
 use crate::fixture::Fixture;
 use crate::server::NodeOptions;
@@ -96,7 +97,11 @@ pub async fn doctor_evicting_policy<F: Fixture>(fixture: &F) {
     assert_inspected(&report);
     assert!(!report.passed(), "an evicting policy fails:\n{report}");
     let failures: Vec<_> = report.failures().collect();
-    assert_eq!(failures.len(), 1, "only the eviction check fails:\n{report}");
+    assert_eq!(
+        failures.len(),
+        1,
+        "only the eviction check fails:\n{report}"
+    );
     let node = name(&redlock, 1);
     assert_eq!(failures[0].check, Check::Eviction, "{report}");
     assert_eq!(failures[0].node.as_deref(), Some(node.as_str()), "{report}");
@@ -193,7 +198,8 @@ pub async fn doctor_replica_caught<F: Fixture>(fixture: &F) {
         .find(|f| f.node.as_deref() == Some(replica.as_str()))
         .expect("a role finding");
     assert!(
-        role.message.contains(&format!("replica of 127.0.0.1:{port}")),
+        role.message
+            .contains(&format!("replica of 127.0.0.1:{port}")),
         "{role}"
     );
     assert_eq!(
@@ -274,11 +280,17 @@ pub async fn lock_status<F: Fixture>(fixture: &F) {
             .filter_map(|n| n.keys.as_ref().ok()?.first()?.fence)
             .filter(|fence| *fence == token)
             .count();
-        assert!(counters >= 2, "a quorum keeps the fence counter {token}: {status:?}");
+        assert!(
+            counters >= 2,
+            "a quorum keeps the fence counter {token}: {status:?}"
+        );
     }
     let printed = status.to_string();
     assert!(printed.contains("HELD by a quorum: 3 of 3"), "{printed}");
-    assert!(!printed.contains(lock.value()), "no lock value printed: {printed}");
+    assert!(
+        !printed.contains(lock.value()),
+        "no lock value printed: {printed}"
+    );
     assert_eq!(printed.lines().count(), 4, "{printed}");
     lock.release().await.expect("release");
 
@@ -291,7 +303,10 @@ pub async fn lock_status<F: Fixture>(fixture: &F) {
     assert_eq!(seen[0].value(), Some(foreign.value()), "{status}");
     assert_eq!(*seen[1], KeyState::Free, "{status}");
     assert_eq!(*seen[2], KeyState::Free, "{status}");
-    assert!(status.to_string().contains("NOT HELD by a quorum"), "{status}");
+    assert!(
+        status.to_string().contains("NOT HELD by a quorum"),
+        "{status}"
+    );
     case.release_foreign(foreign, "after the status").await;
 
     let status = redlock.status(&[&key]).await.expect("valid resources");
@@ -301,4 +316,60 @@ pub async fn lock_status<F: Fixture>(fixture: &F) {
     );
     assert!(!status.held_by_quorum());
     case.finish().await;
+}
+
+/// A Redis Cluster (3 masters) as one node: the doctor inspects every
+/// master (one finding per master and check, each naming its address),
+/// finds all 16384 slots served, and nothing fails (the single node is a
+/// node-count warning); the lock status of a hash-tagged pair, read by slot,
+/// shows both keys held with a TTL, and free after release.
+pub async fn doctor_cluster<F: Fixture>(fixture: &F) {
+    let Some(case) = ClusterCase::start(fixture, "doctor_cluster") else {
+        return;
+    };
+    let redlock = build(case.builder().await);
+    let report = redlock.doctor().await;
+    assert_inspected(&report);
+    let node = name(&redlock, 0);
+    let masters: Vec<_> = report
+        .of(Check::Reachable)
+        .filter_map(|f| f.node.as_deref())
+        .collect();
+    assert_eq!(masters.len(), 3, "one finding per master:\n{report}");
+    assert!(
+        masters
+            .iter()
+            .all(|m| m.starts_with(&format!("{node} @ 127.0.0.1:"))),
+        "{report}"
+    );
+    let slots: Vec<_> = report.of(Check::ClusterSlots).collect();
+    assert_eq!(slots.len(), 1, "{report}");
+    assert_eq!(slots[0].severity, Severity::Ok, "{report}");
+    assert!(slots[0].message.contains("16384"), "{report}");
+    assert!(report.passed(), "{report}");
+    for check in [Check::Role, Check::Independence, Check::Eviction] {
+        assert!(
+            report.of(check).all(|f| f.severity == Severity::Ok),
+            "{check}:\n{report}"
+        );
+    }
+
+    let a = format!("{{{}}}:a", case.prefix);
+    let b = format!("{{{}}}:b", case.prefix);
+    let ttl = Duration::from_secs(30);
+    let lock = expect_lock(redlock.acquire(&[&a, &b], ttl).await, "the lock");
+    let status = redlock.status(&[&a, &b]).await.expect("valid resources");
+    assert_eq!(status.holder(), Some((lock.value(), 1)), "{status}");
+    let keys = status.nodes[0].keys.as_ref().expect("read");
+    assert!(
+        keys.iter().all(
+            |k| matches!(&k.state, KeyState::Held { value, ttl: Some(left) }
+            if value == lock.value() && *left <= ttl)
+        ),
+        "{status}"
+    );
+    lock.release().await.expect("release");
+    let status = redlock.status(&[&a, &b]).await.expect("valid resources");
+    assert_eq!(status.nodes_holding(), 0, "{status}");
+    case.finish();
 }
