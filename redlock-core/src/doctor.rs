@@ -1059,7 +1059,7 @@ fn node_count(n: usize) -> Finding {
                 "{n} node(s), quorum {quorum}: no node may fail; use at least 3 (an odd number)"
             ),
         )
-    } else if n % 2 == 0 {
+    } else if n.is_multiple_of(2) {
         (
             Severity::Warning,
             format!(
@@ -1339,8 +1339,10 @@ mod tests {
 
     #[test]
     fn quarantine_window_and_persistence() {
-        let mut settings = Settings::default();
-        settings.restart_quarantine = Some(Duration::from_secs(7200));
+        let mut settings = Settings {
+            restart_quarantine: Some(Duration::from_secs(7200)),
+            ..Settings::default()
+        };
         let mut no_aof = healthy("r1", "x1");
         no_aof[APPENDONLY] = pair("appendonly", "no");
         let nodes = [node("a", no_aof, 0)];

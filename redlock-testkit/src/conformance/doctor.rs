@@ -232,7 +232,7 @@ pub async fn doctor_two_nodes_warn<F: Fixture>(fixture: &F) {
     case.finish().await;
 }
 
-fn states<'s>(status: &'s LockStatus) -> Vec<&'s KeyState> {
+fn states(status: &LockStatus) -> Vec<&KeyState> {
     status
         .nodes
         .iter()
