@@ -23,7 +23,7 @@
 //! # The checks
 //!
 //! Per node (for a Redis Cluster backend, per master), through
-//! [`LockBackend::inspect`](crate::LockBackend::inspect): `INFO` (default
+//! [`LockBackend::inspect`]: `INFO` (default
 //! sections), `CONFIG GET` of `appendonly`, `appendfsync`,
 //! `maxmemory-policy` and `maxmemory`, `CLUSTER INFO`, then `TIME` on its
 //! own round trip. All read-only.
@@ -49,7 +49,7 @@
 //!
 //! A check that cannot be made says so with [`Severity::NotChecked`]: on a
 //! backend that cannot be inspected ([`MemoryBackend`](crate::MemoryBackend),
-//! a custom backend: [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported)),
+//! a custom backend: [`ErrorKind::Unsupported`]),
 //! for every check of a node that is unreachable, and for a `CONFIG` that is
 //! refused with nothing in `INFO` to fall back on. [`DoctorReport::passed`]
 //! is false only when some finding is [`Severity::Fail`].
@@ -190,7 +190,7 @@ impl fmt::Display for Check {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Finding {
-    /// The node, by its name ([`LockBackend::describe`](crate::LockBackend::describe),
+    /// The node, by its name ([`LockBackend::describe`],
     /// never a password), followed by ` @ <address>` for a master of a Redis
     /// Cluster backend; `None` for a finding about the whole set.
     pub node: Option<String>,

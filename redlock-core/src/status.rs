@@ -4,8 +4,8 @@
 //! For each node the status reads, for every resource, the key (`GET`), its
 //! remaining time to live (`PTTL`) and the resource's fence counter (`GET`
 //! of [`fence_key`], and of the older per-resource [`legacy_fence_key`]; the
-//! higher counts), through [`LockBackend::inspect`](crate::LockBackend::inspect)
-//! with [`Target::ByKey`]. The reads of one node are not atomic: a key that
+//! higher counts), through [`LockBackend::inspect`]
+//! with [`Target::ByKey`](crate::inspect::Target::ByKey). The reads of one node are not atomic: a key that
 //! expires between its `GET` and its `PTTL` shows as held with no time left.
 //!
 //! A node holds the lock when every resource holds one and the same value; a
