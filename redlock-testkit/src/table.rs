@@ -95,6 +95,10 @@ macro_rules! conformance_cases {
                 "N = 2: a node-count warning about the set; the report still passes";
             doctor_cluster => "cluster", [Cluster], [CLUSTER, INSPECT],
                 "a Redis Cluster as one node: one finding per master and check, all 16384 slots served, nothing fails; the status of a tagged pair read by slot";
+            doctor_config_refused => "3", [Reconfigure], [INSPECT],
+                "`CONFIG` refused by an ACL: persistence and eviction say so and fall back to `INFO`; nothing fails";
+            doctor_dead_node => "3", [Kill], [INSPECT],
+                "a killed node fails `reachable`, its other checks not checked; the status reports it unread, the lock still held by a quorum";
             lock_status => "3", [], [INSPECT],
                 "a lock shows on every node with its TTL, held by a quorum under its value (never printed), fence counter = token with fencing; one foreign node: no quorum; after release: free";
         }

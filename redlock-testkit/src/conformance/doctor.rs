@@ -373,3 +373,95 @@ pub async fn doctor_cluster<F: Fixture>(fixture: &F) {
     assert_eq!(status.nodes_holding(), 0, "{status}");
     case.finish();
 }
+
+/// `CONFIG` refused by an ACL (`ACL SETUSER default -config`): the
+/// persistence and eviction checks say so, and fall back to `INFO` (no AOF
+/// there: a warning; `noeviction` there: ok); nothing fails.
+pub async fn doctor_config_refused<F: Fixture>(fixture: &F) {
+    let Some(case) = Case::start(fixture, "doctor_config_refused", 3) else {
+        return;
+    };
+    for i in 0..3 {
+        case.redis(i).query::<()>(
+            redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg("default")
+                .arg("-config"),
+        );
+    }
+    let redlock = case.redlock().await;
+    let report = redlock.doctor().await;
+    assert_inspected(&report);
+    assert!(report.passed(), "{report}");
+    for i in 0..3 {
+        let node = name(&redlock, i);
+        let find = |check: Check| {
+            report
+                .of(check)
+                .find(|f| f.node.as_deref() == Some(node.as_str()))
+                .unwrap_or_else(|| panic!("no {check} finding for {node}:\n{report}"))
+        };
+        let persistence = find(Check::Persistence);
+        assert_eq!(persistence.severity, Severity::Warning, "{report}");
+        assert!(
+            persistence.message.contains("CONFIG GET refused (NOPERM")
+                && persistence.message.contains("aof_enabled:0"),
+            "{persistence}"
+        );
+        let eviction = find(Check::Eviction);
+        assert_eq!(eviction.severity, Severity::Ok, "{report}");
+        assert!(
+            eviction.message.contains("refused") && eviction.message.contains("INFO"),
+            "{eviction}"
+        );
+    }
+    case.finish().await;
+}
+
+/// One of 3 nodes killed: the doctor fails its reachability, marks its other
+/// checks not checked, and the status reports it unread while the two others
+/// still make the quorum that holds the lock.
+pub async fn doctor_dead_node<F: Fixture>(fixture: &F) {
+    let Some(case) = Case::start(fixture, "doctor_dead_node", 3) else {
+        return;
+    };
+    case.kill(2);
+    let redlock = case.redlock().await;
+    let report = redlock.doctor().await;
+    let dead = name(&redlock, 2);
+    let failures: Vec<_> = report.failures().collect();
+    assert_eq!(failures.len(), 1, "{report}");
+    assert_eq!(failures[0].check, Check::Reachable, "{report}");
+    assert_eq!(failures[0].node.as_deref(), Some(dead.as_str()), "{report}");
+    assert!(
+        report
+            .findings
+            .iter()
+            .filter(|f| f.node.as_deref() == Some(dead.as_str()) && f.check != Check::Reachable)
+            .all(|f| f.severity == Severity::NotChecked),
+        "{report}"
+    );
+    for i in 0..2 {
+        assert_eq!(
+            severity_of(&report, Check::Reachable, &name(&redlock, i)),
+            Severity::Ok,
+            "{report}"
+        );
+    }
+
+    let key = case.key("job");
+    let lock = expect_lock(
+        redlock.acquire(&[&key], Duration::from_secs(30)).await,
+        "the lock on two of three nodes",
+    );
+    let status = redlock.status(&[&key]).await.expect("valid resources");
+    assert_eq!(status.holder(), Some((lock.value(), 2)), "{status}");
+    assert_eq!(status.unreadable_nodes(), 1, "{status}");
+    assert!(status.nodes[2].keys.is_err(), "{status}");
+    assert!(
+        status.to_string().contains(&format!("{dead}  not read")),
+        "{status}"
+    );
+    lock.release().await.expect("release");
+    case.finish().await;
+}
