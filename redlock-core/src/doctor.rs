@@ -190,10 +190,12 @@ impl fmt::Display for Check {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Finding {
-    /// The node, by its name ([`LockBackend::describe`],
-    /// never a password), followed by ` @ <address>` for a master of a Redis
-    /// Cluster backend; `None` for a finding about the whole set.
+    /// The node, by its name ([`LockBackend::describe`], never a
+    /// password); `None` for a finding about the whole set.
     pub node: Option<String>,
+    /// For a Redis Cluster backend, the master the finding is about (its
+    /// address, `127.0.0.1:7001`); `None` for a standalone node and the set.
+    pub server: Option<String>,
     /// What was checked.
     pub check: Check,
     /// The verdict.
@@ -203,9 +205,10 @@ pub struct Finding {
 }
 
 impl Finding {
-    fn new(node: Option<&str>, check: Check, severity: Severity, message: String) -> Finding {
+    fn new(at: Option<At<'_>>, check: Check, severity: Severity, message: String) -> Finding {
         Finding {
-            node: node.map(str::to_owned),
+            node: at.map(|a| a.node.to_owned()),
+            server: at.and_then(|a| a.server.map(str::to_owned)),
             check,
             severity,
             message,
@@ -214,16 +217,33 @@ impl Finding {
 }
 
 impl fmt::Display for Finding {
-    /// `FAIL eviction      redis://127.0.0.1:7001: maxmemory-policy is ...`
+    /// `FAIL eviction      redis://127.0.0.1:7001: maxmemory-policy is ...`;
+    /// a cluster master shows as `<node> @ <address>`, the set as `(all nodes)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "{:<4} {:<13} {}: {}",
+            "{:<4} {:<13} {}",
             self.severity,
             self.check,
             self.node.as_deref().unwrap_or("(all nodes)"),
-            self.message
-        )
+        )?;
+        if let Some(server) = &self.server {
+            write!(f, " @ {server}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+/// Which node (and which master of a cluster node) a finding is about.
+#[derive(Clone, Copy)]
+struct At<'a> {
+    node: &'a str,
+    server: Option<&'a str>,
+}
+
+impl<'a> At<'a> {
+    fn node(node: &'a str) -> Option<At<'a>> {
+        Some(At { node, server: None })
     }
 }
 
@@ -485,6 +505,7 @@ fn millis(us: i128) -> String {
 /// One server's identity, for the set's independence check.
 struct Identity<'a> {
     node: usize,
+    at: At<'a>,
     label: String,
     run_id: Option<&'a str>,
     replid: Option<&'a str>,
@@ -524,7 +545,10 @@ pub(crate) fn assess(
                 Some(addr) => format!("{} @ {addr}", node.name),
                 None => node.name.clone(),
             };
-            let at = Some(label.as_str());
+            let at = Some(At {
+                node: &node.name,
+                server: server.server.as_deref(),
+            });
             let text = match server.replies.reply(INFO) {
                 Value::Text(text) => text.as_str(),
                 Value::Error(e) => {
@@ -566,6 +590,10 @@ pub(crate) fn assess(
             findings.push(role(at, &info));
             identities.push(Identity {
                 node: index,
+                at: At {
+                    node: &node.name,
+                    server: server.server.as_deref(),
+                },
                 label: label.clone(),
                 run_id: info.get("run_id").copied().filter(|s| !s.is_empty()),
                 replid: info.get("master_replid").copied().filter(|s| !s.is_empty()),
@@ -616,7 +644,7 @@ pub(crate) fn assess(
         }
         if let Some((severity, message)) = cluster_slots {
             findings.push(Finding::new(
-                Some(&node.name),
+                At::node(&node.name),
                 Check::ClusterSlots,
                 severity,
                 message,
@@ -645,7 +673,7 @@ pub(crate) fn assess(
             });
         let finding = match (same_server, same_group) {
             (Some(other), _) => Finding::new(
-                Some(&identity.label),
+                Some(identity.at),
                 Check::Independence,
                 Severity::Fail,
                 format!(
@@ -655,7 +683,7 @@ pub(crate) fn assess(
                 ),
             ),
             (None, Some(other)) => Finding::new(
-                Some(&identity.label),
+                Some(identity.at),
                 Check::Independence,
                 Severity::Fail,
                 format!(
@@ -670,13 +698,13 @@ pub(crate) fn assess(
                 ),
             ),
             (None, None) if identity.run_id.is_none() => Finding::new(
-                Some(&identity.label),
+                Some(identity.at),
                 Check::Independence,
                 Severity::NotChecked,
                 "INFO reports no run_id".to_owned(),
             ),
             (None, None) => Finding::new(
-                Some(&identity.label),
+                Some(identity.at),
                 Check::Independence,
                 Severity::Ok,
                 format!(
@@ -704,7 +732,7 @@ fn short(id: &str) -> &str {
 
 /// Every per-node check of a node that could not be inspected.
 fn not_checked_node(findings: &mut Vec<Finding>, name: &str, e: &BackendError) {
-    let at = Some(name);
+    let at = At::node(name);
     let (severity, why) = if e.kind() == ErrorKind::Unsupported {
         (
             Severity::NotChecked,
@@ -727,7 +755,7 @@ fn not_checked_node(findings: &mut Vec<Finding>, name: &str, e: &BackendError) {
     }
 }
 
-fn version(at: Option<&str>, info: &HashMap<&str, &str>) -> Finding {
+fn version(at: Option<At<'_>>, info: &HashMap<&str, &str>) -> Finding {
     match info.get("redis_version") {
         None => Finding::new(
             at,
@@ -756,7 +784,7 @@ fn version(at: Option<&str>, info: &HashMap<&str, &str>) -> Finding {
     }
 }
 
-fn role(at: Option<&str>, info: &HashMap<&str, &str>) -> Finding {
+fn role(at: Option<At<'_>>, info: &HashMap<&str, &str>) -> Finding {
     match info.get("role").copied() {
         Some("master") => {
             let replicas = info
@@ -802,7 +830,7 @@ fn role(at: Option<&str>, info: &HashMap<&str, &str>) -> Finding {
 }
 
 fn persistence(
-    at: Option<&str>,
+    at: Option<At<'_>>,
     info: &HashMap<&str, &str>,
     replies: &ServerReplies,
     settings: &Settings,
@@ -917,7 +945,7 @@ fn persistence(
     }
 }
 
-fn eviction(at: Option<&str>, info: &HashMap<&str, &str>, replies: &ServerReplies) -> Finding {
+fn eviction(at: Option<At<'_>>, info: &HashMap<&str, &str>, replies: &ServerReplies) -> Finding {
     let (policy, source) = match config(replies, POLICY, "maxmemory-policy") {
         Ok(Some(p)) => (Some(p), String::new()),
         Ok(None) => (
@@ -970,7 +998,7 @@ fn eviction(at: Option<&str>, info: &HashMap<&str, &str>, replies: &ServerReplie
     }
 }
 
-fn uptime(at: Option<&str>, info: &HashMap<&str, &str>, settings: &Settings) -> Finding {
+fn uptime(at: Option<At<'_>>, info: &HashMap<&str, &str>, settings: &Settings) -> Finding {
     let Some(up) = info
         .get("uptime_in_seconds")
         .and_then(|s| s.parse::<u64>().ok())
@@ -1393,13 +1421,17 @@ mod tests {
         let report = run(&[cluster]);
         let slots = report.of(Check::ClusterSlots).next().expect("finding");
         assert_eq!(slots.severity, Severity::Ok, "{report}");
-        assert_eq!(
-            severity(
-                &report,
-                Check::Independence,
-                "redis-cluster[...] @ 127.0.0.1:7002"
-            ),
-            Severity::Ok
+        let second = report
+            .of(Check::Independence)
+            .find(|f| f.server.as_deref() == Some("127.0.0.1:7002"))
+            .expect("a finding per master");
+        assert_eq!(second.severity, Severity::Ok, "{report}");
+        assert_eq!(second.node.as_deref(), Some("redis-cluster[...]"));
+        assert!(
+            second
+                .to_string()
+                .contains("redis-cluster[...] @ 127.0.0.1:7002: "),
+            "{second}"
         );
         let broken = NodeFacts {
             name: "c".into(),

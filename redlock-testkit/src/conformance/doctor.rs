@@ -331,15 +331,21 @@ pub async fn doctor_cluster<F: Fixture>(fixture: &F) {
     let report = redlock.doctor().await;
     assert_inspected(&report);
     let node = name(&redlock, 0);
-    let masters: Vec<_> = report
-        .of(Check::Reachable)
-        .filter_map(|f| f.node.as_deref())
-        .collect();
+    let masters: Vec<_> = report.of(Check::Reachable).collect();
     assert_eq!(masters.len(), 3, "one finding per master:\n{report}");
     assert!(
         masters
             .iter()
-            .all(|m| m.starts_with(&format!("{node} @ 127.0.0.1:"))),
+            .all(|f| f.node.as_deref() == Some(node.as_str())
+                && f.server
+                    .as_deref()
+                    .is_some_and(|s| s.starts_with("127.0.0.1:"))),
+        "{report}"
+    );
+    assert!(
+        report
+            .to_string()
+            .contains(&format!("ok   reachable     {node} @ 127.0.0.1:")),
         "{report}"
     );
     let slots: Vec<_> = report.of(Check::ClusterSlots).collect();
