@@ -28,7 +28,10 @@
 //!
 //! Backends that are not Redis keep the default, which answers
 //! [`ErrorKind::Unsupported`]: the doctor then says "not checked" for their
-//! nodes, and [`Redlock::status`] reports the node as not inspectable.
+//! nodes, and [`Redlock::status`] reports the node as not read.
+//! [`MemoryBackend`](crate::MemoryBackend) answers the status's `GET` and
+//! `PTTL` (a [`Target::ByKey`] inspection), and leaves the doctor's
+//! unsupported.
 //!
 //! [`Redlock::doctor`]: crate::Redlock::doctor
 //! [`Redlock::status`]: crate::Redlock::status

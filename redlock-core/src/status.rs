@@ -22,10 +22,15 @@
 //!
 //! let nodes = [MemoryBackend::new(), MemoryBackend::new(), MemoryBackend::new()];
 //! let redlock = Redlock::new(nodes.clone())?;
+//! let lock = redlock.acquire(&["job"], Duration::from_secs(10)).await?;
+//!
 //! let status = redlock.status(&["job"]).await?;
-//! assert!(!status.held_by_quorum());
-//! // MemoryBackend cannot be inspected: every node says so.
-//! assert!(status.nodes.iter().all(|n| n.keys.is_err()));
+//! assert!(status.held_by_quorum());
+//! assert_eq!(status.holder(), Some((lock.value(), 3)));
+//! println!("{status}"); // a verdict, then per node: held, ttl ..., no lock value
+//!
+//! lock.release().await?;
+//! assert!(!redlock.status(&["job"]).await?.held_by_quorum());
 //! # Ok::<(), redlock_core::Error>(())
 //! # }).unwrap();
 //! ```
