@@ -551,30 +551,20 @@ pub(crate) fn assess(
             });
             let text = match server.replies.reply(INFO) {
                 Value::Text(text) => text.as_str(),
-                Value::Error(e) => {
-                    findings.push(Finding::new(
-                        at,
-                        Check::Reachable,
-                        Severity::Fail,
-                        format!("connected, but INFO was refused: {e}"),
-                    ));
+                other => {
+                    let why = match other {
+                        Value::Error(e) => format!("connected, but INFO was refused: {e}"),
+                        other => format!("INFO answered {other:?}, not its text"),
+                    };
+                    findings.push(Finding::new(at, Check::Reachable, Severity::Fail, why));
                     for check in &Check::PER_NODE[1..] {
                         findings.push(Finding::new(
                             at,
                             *check,
                             Severity::NotChecked,
-                            "INFO refused".to_owned(),
+                            "not checked: INFO unreadable".to_owned(),
                         ));
                     }
-                    continue;
-                }
-                other => {
-                    findings.push(Finding::new(
-                        at,
-                        Check::Reachable,
-                        Severity::Fail,
-                        format!("INFO answered {other:?}"),
-                    ));
                     continue;
                 }
             };
@@ -1339,6 +1329,30 @@ mod tests {
         let spread = report.of(Check::ClockSpread).next().expect("finding");
         assert_eq!(spread.severity, Severity::Warning, "{spread}");
         assert!(spread.message.contains("b fastest"), "{spread}");
+    }
+
+    #[test]
+    fn info_refused_fails_reachable_and_skips_the_rest() {
+        let mut refused = healthy("r1", "x1");
+        refused[INFO] = Value::Error("NOPERM no INFO for you".into());
+        let mut odd = healthy("r2", "x2");
+        odd[INFO] = Value::Int(1);
+        let report = run(&[node("a", refused, 0), node("b", odd, 0)]);
+        for name in ["a", "b"] {
+            let checks: Vec<(Check, Severity)> = report
+                .findings
+                .iter()
+                .filter(|f| f.node.as_deref() == Some(name))
+                .map(|f| (f.check, f.severity))
+                .collect();
+            assert_eq!(checks.len(), Check::PER_NODE.len(), "{report}");
+            assert_eq!(checks[0], (Check::Reachable, Severity::Fail), "{report}");
+            assert!(checks[1..].iter().all(|(_, s)| *s == Severity::NotChecked));
+        }
+        assert!(
+            report.to_string().contains("INFO was refused: NOPERM"),
+            "{report}"
+        );
     }
 
     #[test]
