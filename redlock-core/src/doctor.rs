@@ -54,6 +54,26 @@
 //! refused with nothing in `INFO` to fall back on. [`DoctorReport::passed`]
 //! is false only when some finding is [`Severity::Fail`].
 //!
+//! # Output
+//!
+//! [`DoctorReport`]'s `Display` prints one line per finding: the severity
+//! (`ok`, `skip` for not checked, `WARN`, `FAIL`), the check, the node (a
+//! cluster's master as `<node> @ <address>`, the set as `(all nodes)`) and
+//! the message. Lock values and passwords never appear. Three nodes, one of
+//! them a replica of another and one evicting (abridged):
+//!
+//! ```text
+//! ok   reachable     redis://127.0.0.1:35857: answers
+//! WARN role          redis://127.0.0.1:35857: master with 1 replica(s): replication is asynchronous, so a failover to a replica can lose locks; Redlock wants independent masters
+//! FAIL independence  redis://127.0.0.1:35857: same replication id as redis://127.0.0.1:39039 (203056e47152): a master and its replica, or replicas of one master, not independent nodes
+//! WARN persistence   redis://127.0.0.1:35857: no AOF (appendonly no): a restarted node forgets its locks at once; set appendonly yes with appendfsync always, or turn on restart_quarantine
+//! FAIL eviction      redis://127.0.0.1:42823: maxmemory-policy allkeys-lru (maxmemory 0, no limit yet: any limit set later makes it evict) can evict lock keys and fence counters, releasing locks early; set maxmemory-policy noeviction
+//! ok   clock         redis://127.0.0.1:42823: offset -0.0 ms against this machine (± 0.1 ms)
+//! FAIL role          redis://127.0.0.1:39039: a replica of 127.0.0.1:35857: it is not an independent node (it copies its master, and refuses writes); list independent masters only
+//! ok   node-count    (all nodes): 3 nodes, quorum 2: 1 may fail
+//! ok   clock-spread  (all nodes): 0 ms between the nodes' clocks (redis://127.0.0.1:35857 fastest, redis://127.0.0.1:39039 slowest; ± 0.5 ms)
+//! ```
+//!
 //! [`Redlock::doctor`]: crate::Redlock::doctor
 
 use std::collections::HashMap;
@@ -276,6 +296,14 @@ impl DoctorReport {
     /// The findings of one check.
     pub fn of(&self, check: Check) -> impl Iterator<Item = &Finding> {
         self.findings.iter().filter(move |f| f.check == check)
+    }
+
+    /// How many findings have `severity`.
+    pub fn count(&self, severity: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
     }
 
     /// The failed findings.
@@ -1229,6 +1257,8 @@ mod tests {
         assert!(!report.passed());
         let failed: Vec<_> = report.failures().collect();
         assert_eq!(failed.len(), 2, "{report}");
+        assert_eq!(report.count(Severity::Fail), 2);
+        assert_eq!(report.count(Severity::Ok), report.findings.len() - 2);
         assert_eq!(failed[0].node.as_deref(), Some("b"));
         assert_eq!(failed[0].check, Check::Eviction);
         assert!(failed[0].message.contains("allkeys-lru"), "{}", failed[0]);
