@@ -92,7 +92,7 @@ macro_rules! conformance_cases {
             doctor_replica_caught => "3", [Reconfigure], [INSPECT],
                 "a node made a replica (`REPLICAOF`): its role fails, then its independence (its master's replication id); the master warns";
             doctor_two_nodes_warn => "2", [], [INSPECT],
-                "N = 2: a node-count warning about the set; the report still passes";
+                "N = 2: a node-count warning about the set, the report still passes; under a 1 h restart quarantine fresh nodes warn on uptime and no AOF is covered";
             doctor_cluster => "cluster", [Cluster], [CLUSTER, INSPECT],
                 "a Redis Cluster as one node: one finding per master and check, all 16384 slots served, nothing fails; the status of a tagged pair read by slot";
             doctor_config_refused => "3", [Reconfigure], [INSPECT],
