@@ -533,6 +533,8 @@ fn millis(us: i128) -> String {
 /// One server's identity, for the set's independence check.
 struct Identity<'a> {
     node: usize,
+    /// Where its independence finding goes among the findings.
+    position: usize,
     at: At<'a>,
     label: String,
     run_id: Option<&'a str>,
@@ -550,9 +552,6 @@ pub(crate) fn assess(
     let tolerance_us = options.clock_tolerance.as_micros() as i128;
     let mut identities: Vec<Identity<'_>> = Vec::new();
     let mut clocks: Vec<(String, ClockReading)> = Vec::new();
-    // Where each server's independence finding goes, filled in after all
-    // identities are known.
-    let mut independence_at: Vec<(usize, String)> = Vec::new();
 
     for (index, node) in nodes.iter().enumerate() {
         let servers = match &node.servers {
@@ -608,6 +607,7 @@ pub(crate) fn assess(
             findings.push(role(at, &info));
             identities.push(Identity {
                 node: index,
+                position: findings.len(),
                 at: At {
                     node: &node.name,
                     server: server.server.as_deref(),
@@ -617,7 +617,6 @@ pub(crate) fn assess(
                 replid: info.get("master_replid").copied().filter(|s| !s.is_empty()),
                 is_replica,
             });
-            independence_at.push((findings.len(), label.clone()));
             findings.push(persistence(at, &info, &server.replies, settings));
             findings.push(eviction(at, &info, &server.replies));
             findings.push(match &server.clock {
@@ -731,8 +730,7 @@ pub(crate) fn assess(
                 ),
             ),
         };
-        let (position, _) = &independence_at[k];
-        inserts.push((*position, finding));
+        inserts.push((identity.position, finding));
     }
     // Insert from the back, so earlier positions stay valid.
     for (position, finding) in inserts.into_iter().rev() {
