@@ -107,6 +107,20 @@ pub struct DoctorOptions {
     pub clock_tolerance: Duration,
 }
 
+impl DoctorOptions {
+    /// The same options with another [`timeout`](Self::timeout).
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// The same options with another [`clock_tolerance`](Self::clock_tolerance).
+    pub fn with_clock_tolerance(mut self, tolerance: Duration) -> Self {
+        self.clock_tolerance = tolerance;
+        self
+    }
+}
+
 impl Default for DoctorOptions {
     fn default() -> Self {
         DoctorOptions {

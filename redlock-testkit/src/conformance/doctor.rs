@@ -3,11 +3,11 @@
 
 use std::time::{Duration, Instant};
 
-use redlock_core::{Check, DoctorReport, KeyState, LockStatus, Redlock, Severity};
+use redlock_core::{Check, DoctorOptions, DoctorReport, KeyState, LockStatus, Redlock, Severity};
 
 use super::case::{expect_lock, Case};
 use super::cluster::ClusterCase;
-use super::support::{build, fast_builder, sleep};
+use super::support::{build, fast_builder, sleep, within};
 use crate::fixture::Fixture;
 use crate::server::NodeOptions;
 use crate::Capabilities;
@@ -504,5 +504,59 @@ pub async fn doctor_dead_node<F: Fixture>(fixture: &F) {
         "{status}"
     );
     lock.release().await.expect("release");
+    case.finish().await;
+}
+
+/// One of 3 nodes paused (it accepts connections, answers nothing): the
+/// doctor gives up on it after its timeout (reachable fails with a
+/// timeout, its other checks not checked) and reports the other two; the
+/// status reports it unread.
+pub async fn doctor_paused_node<F: Fixture>(fixture: &F) {
+    let Some(case) = Case::start(fixture, "doctor_paused_node", 3) else {
+        return;
+    };
+    let redlock = case.redlock().await;
+    // Connect first, so the pause meets an open connection.
+    assert_inspected(&redlock.doctor().await);
+    case.pause(1);
+    let options = DoctorOptions::default().with_timeout(Duration::from_millis(300));
+    let report = within(
+        PATIENCE,
+        "the doctor with a paused node",
+        redlock.doctor_with(&options),
+    )
+    .await;
+    let paused = name(&redlock, 1);
+    let failures: Vec<_> = report.failures().collect();
+    assert_eq!(failures.len(), 1, "{report}");
+    assert_eq!(failures[0].check, Check::Reachable, "{report}");
+    assert_eq!(
+        failures[0].node.as_deref(),
+        Some(paused.as_str()),
+        "{report}"
+    );
+    assert!(
+        failures[0].message.contains("timed out") || failures[0].message.contains("timeout"),
+        "{}",
+        failures[0]
+    );
+    for i in [0, 2] {
+        assert_eq!(
+            severity_of(&report, Check::Reachable, &name(&redlock, i)),
+            Severity::Ok,
+            "{report}"
+        );
+    }
+    let key = case.key("job");
+    let status = within(
+        PATIENCE,
+        "the status with a paused node",
+        redlock.status(&[&key]),
+    )
+    .await
+    .expect("valid resources");
+    assert!(status.nodes[1].keys.is_err(), "{status}");
+    assert_eq!(status.unreadable_nodes(), 1, "{status}");
+    case.resume(1);
     case.finish().await;
 }

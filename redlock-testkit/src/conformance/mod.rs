@@ -81,8 +81,8 @@ pub use cluster::{
 pub use contention::contention;
 pub use doctor::{
     doctor_cluster, doctor_config_refused, doctor_dead_node, doctor_evicting_policy,
-    doctor_healthy_set, doctor_node_listed_twice, doctor_replica_caught, doctor_two_nodes_warn,
-    lock_status,
+    doctor_healthy_set, doctor_node_listed_twice, doctor_paused_node, doctor_replica_caught,
+    doctor_two_nodes_warn, lock_status,
 };
 pub use faults::{
     node_restart_with_persistence, password_in_url, paused_node_times_out,
@@ -168,7 +168,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(seen.len(), 47, "the real-Redis suite has 47 tests");
+        assert_eq!(seen.len(), 48, "the real-Redis suite has 48 tests");
     }
 
     #[test]
