@@ -78,7 +78,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::future::{join_all, select, Either};
 
@@ -433,17 +433,19 @@ async fn gather(
         Err(e) => Err(e),
         Ok(answers) => {
             let time = vec![vec!["TIME".to_owned()]];
-            let before = SystemTime::now();
+            // The wall clock once, the round trip on the monotonic clock (a
+            // wall-clock step during the call cannot distort it).
+            let sent_at = SystemTime::now();
+            let sent = Instant::now();
             let times = bounded(
                 runtime,
                 timeout,
                 backend.inspect(&Inspection::every_server(time)),
             )
             .await;
-            let after = SystemTime::now();
-            let (b, a) = (micros_since_epoch(before), micros_since_epoch(after));
-            let middle = b + (a - b) / 2;
-            let uncertainty_us = (a - b).max(0) / 2;
+            let round_trip = sent.elapsed().as_micros() as i128;
+            let uncertainty_us = round_trip / 2;
+            let middle = micros_since_epoch(sent_at) + uncertainty_us;
             Ok(answers
                 .into_iter()
                 .map(|replies| {
