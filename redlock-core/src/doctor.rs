@@ -496,7 +496,19 @@ pub(crate) async fn doctor(
             .map(|(b, name)| gather(&**b, name, runtime, options.timeout)),
     )
     .await;
-    assess(&nodes, settings, options)
+    let report = assess(&nodes, settings, options);
+    for f in &report.findings {
+        tracing::debug!(node = ?f.node, server = ?f.server, check = f.check.name(), severity = ?f.severity, message = %f.message, "doctor finding");
+    }
+    tracing::info!(
+        passed = report.passed(),
+        failed = report.count(Severity::Fail),
+        warnings = report.count(Severity::Warning),
+        not_checked = report.count(Severity::NotChecked),
+        "doctor checked {} node(s)",
+        nodes.len()
+    );
+    report
 }
 
 /// `key:value` lines of an `INFO` reply.
