@@ -14,7 +14,7 @@ use crate::backend::{BackendError, ErrorKind, LockBackend, NodeAge, Reply, Reque
 use crate::inspect::{Inspection, ServerReplies};
 use crate::runtime::Runtime;
 use crate::stats::Operation;
-use crate::wake::ReleaseWaker;
+use crate::wake::{PubSubKind, ReleaseWaker};
 
 /// How a [`FaultyBackend`] misbehaves.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -164,6 +164,9 @@ impl<B: LockBackend> LockBackend for FaultyBackend<B> {
     }
     async fn unwatch_releases(&self) -> Result<(), BackendError> {
         self.backend.unwatch_releases().await
+    }
+    fn pubsub_kind(&self) -> PubSubKind {
+        self.backend.pubsub_kind()
     }
     fn node_age(&self, resources: &[String]) -> NodeAge {
         self.backend.node_age(resources)

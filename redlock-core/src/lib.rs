@@ -62,7 +62,8 @@
 //! | `round.rs` | one round: ask every node in parallel; a pure, synchronous vote tally decides it |
 //! | `retry.rs` | the retry policy (how many attempts, which failures, jittered delay) shared by acquire and extend |
 //! | `lock.rs` | [`Lock`]: validity, extension, idempotent release |
-//! | `using.rs` | [`Redlock::using`] and its [`AbortSignal`] |
+//! | `using.rs` | [`Redlock::using`] and its [`AbortSignal`] (the loss signal, and the lock's token and validity) |
+//! | [`metrics`] | the metrics (feature `metrics`) and the outcome words the `tracing` spans share with them |
 //! | [`backend`], [`scripts`], [`wake`], [`keys`] | the node-facing contract: requests, replies, Lua, release channels, extra keys |
 //! | [`memory`], [`faulty`] | an in-process node and a fault-injecting wrapper, for tests and examples |
 //! | [`doctor`], [`status`], [`inspect`] | [`Redlock::doctor`] and [`Redlock::status`]: read-only checks of the nodes, and who holds a lock |
@@ -85,6 +86,7 @@ pub mod inspect;
 pub mod keys;
 mod lock;
 pub mod memory;
+pub mod metrics;
 pub mod protocol;
 mod redlock;
 mod retry;

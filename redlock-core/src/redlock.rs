@@ -8,12 +8,16 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::field::Empty;
+use tracing::Instrument;
+
 use crate::acquire::Acquisition;
 use crate::backend::LockBackend;
 use crate::builder::RedlockBuilder;
 use crate::doctor::{DoctorOptions, DoctorReport};
 use crate::error::Error;
 use crate::lock::Lock;
+use crate::metrics;
 use crate::round::Engine;
 use crate::settings::{RetryCount, Settings};
 use crate::status::LockStatus;
@@ -152,11 +156,30 @@ impl Redlock {
         ttl: Duration,
         settings: Arc<Settings>,
     ) -> Result<Lock, Error> {
-        let resources = validate::resources(resources)?;
-        validate::ttl(ttl, &settings)?;
-        Acquisition::new(&self.engine, resources, ttl, settings)
-            .run()
-            .await
+        let span = tracing::info_span!(
+            "redlock.acquire",
+            resources = ?metrics::Names(resources),
+            ttl_ms = metrics::millis(ttl),
+            outcome = Empty,
+            attempts = Empty,
+            fencing_token = Empty,
+        );
+        let result = async {
+            let resources = validate::resources(resources)?;
+            validate::ttl(ttl, &settings)?;
+            Acquisition::new(&self.engine, resources, ttl, settings)
+                .run()
+                .await
+        }
+        .instrument(span.clone())
+        .await;
+        let (outcome, attempts) = metrics::acquisition(result.as_ref());
+        span.record("outcome", outcome);
+        span.record("attempts", attempts);
+        if let Ok(lock) = &result {
+            span.record("fencing_token", lock.fencing_token());
+        }
+        result
     }
 
     /// Checks every node against Redlock's assumptions (reachable, a master,

@@ -219,7 +219,7 @@ use fred::util::redis_keyslot;
 use redlock_core::age::{NodeClock, ServerInfo, INFO_SERVER};
 use redlock_core::inspect::{Inspection, ServerReplies};
 use redlock_core::protocol::{Arg, Call, Command, RawReply};
-use redlock_core::wake::ReleaseWaker;
+use redlock_core::wake::{PubSubKind, ReleaseWaker};
 use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
 
 use crate::health::Health;
@@ -604,6 +604,15 @@ impl<C: ClientLike + KeysInterface + 'static> LockBackend for FredBackend<C> {
     async fn inspect(&self, inspection: &Inspection) -> Result<Vec<ServerReplies>, BackendError> {
         self.refuse_if_down()?;
         self.run_inspection(inspection).await
+    }
+
+    fn pubsub_kind(&self) -> PubSubKind {
+        // A cluster's waiters subscribe to shard channels.
+        if self.clustered {
+            PubSubKind::Sharded
+        } else {
+            PubSubKind::Classic
+        }
     }
 
     fn node_age(&self, _resources: &[String]) -> NodeAge {

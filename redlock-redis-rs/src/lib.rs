@@ -181,7 +181,7 @@ use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Valu
 use redlock_core::age::{NodeClock, ServerInfo, INFO_SERVER};
 use redlock_core::inspect::{Inspection, ServerReplies};
 use redlock_core::protocol::{Arg, Call, RawReply};
-use redlock_core::wake::ReleaseWaker;
+use redlock_core::wake::{PubSubKind, ReleaseWaker};
 use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
 
 pub use error::{backend_error, error_kind};
@@ -626,6 +626,15 @@ where
         match &self.releases {
             Some(watch) => watch.unwatch().await,
             None => Ok(()),
+        }
+    }
+
+    fn pubsub_kind(&self) -> PubSubKind {
+        // A cluster's waiters subscribe to shard channels.
+        if self.cluster {
+            PubSubKind::Sharded
+        } else {
+            PubSubKind::Classic
         }
     }
 
