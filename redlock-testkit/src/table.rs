@@ -102,7 +102,7 @@ macro_rules! conformance_cases {
             doctor_paused_node => "3", [Pause], [INSPECT],
                 "a paused node: the doctor gives up on it by its timeout at the latest (reachable fails), reports the others; the status reports it unread";
             lock_status => "3", [], [INSPECT],
-                "a lock shows on every node with its TTL, held by a quorum under its value (never printed), fence counter = token with fencing; one foreign node: no quorum; after release: free";
+                "a lock shows with its TTL on the nodes that took it, held by a quorum under its value (never printed), fence counter = token with fencing; one foreign node: no quorum; after release: free";
         }
     };
 }

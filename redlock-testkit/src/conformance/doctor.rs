@@ -287,8 +287,8 @@ fn states(status: &LockStatus) -> Vec<&KeyState> {
         .collect()
 }
 
-/// The lock status: a lock on 3 nodes shows on each with its TTL, held by a
-/// quorum under the lock's value (which the printed status never shows);
+/// The lock status: a lock on 3 nodes shows with its TTL on each node that
+/// took it (a quorum at least), held by a quorum under the lock's value (which the printed status never shows);
 /// with fencing declared, the fence counter equals the token on a quorum; a
 /// key held on one node only is not held by a quorum; after release every
 /// node is free.
@@ -309,7 +309,12 @@ pub async fn lock_status<F: Fixture>(fixture: &F) {
 
     let status = redlock.status(&[&key]).await.expect("valid resources");
     assert_eq!(status.quorum_size, 2);
-    assert_eq!(status.holder(), Some((lock.value(), 3)), "{status}");
+    // The acquisition returns once a quorum voted for: the third node's
+    // vote may have been left unanswered (and its key never written).
+    let holding = match status.holder() {
+        Some((value, n)) if value == lock.value() && n >= 2 => n,
+        other => panic!("a quorum holds the lock under its value, got {other:?}:\n{status}"),
+    };
     for state in states(&status) {
         match state {
             KeyState::Held {
@@ -319,7 +324,8 @@ pub async fn lock_status<F: Fixture>(fixture: &F) {
                 assert_eq!(value, lock.value());
                 assert!(*left > Duration::ZERO && *left <= ttl, "{status}");
             }
-            other => panic!("every node holds the lock with a TTL: {other:?}"),
+            KeyState::Free => {}
+            other => panic!("a node holds the lock with a TTL, or nothing: {other:?}"),
         }
     }
     if let Some(token) = lock.fencing_token() {
@@ -335,7 +341,10 @@ pub async fn lock_status<F: Fixture>(fixture: &F) {
         );
     }
     let printed = status.to_string();
-    assert!(printed.contains("HELD by a quorum: 3 of 3"), "{printed}");
+    assert!(
+        printed.contains(&format!("HELD by a quorum: {holding} of 3")),
+        "{printed}"
+    );
     assert!(
         !printed.contains(lock.value()),
         "no lock value printed: {printed}"
