@@ -405,7 +405,11 @@ mod tests {
                 .expect("acquired");
             nodes[2].set("other", "x", Duration::from_secs(10));
             let status = redlock.status(&["job"]).await.expect("valid");
-            assert_eq!(status.holder(), Some((lock.value(), 3)), "{status}");
+            // A quorum at least: the last vote may be left unanswered.
+            assert!(
+                matches!(status.holder(), Some((v, n)) if v == lock.value() && n >= 2),
+                "{status}"
+            );
             let keys = status.nodes[0].keys.as_ref().expect("read");
             assert!(
                 matches!(keys[0].state, crate::KeyState::Held { ttl: Some(ttl), .. } if ttl <= Duration::from_secs(10))
