@@ -410,7 +410,12 @@ mod tests {
                 matches!(status.holder(), Some((v, n)) if v == lock.value() && n >= 2),
                 "{status}"
             );
-            let keys = status.nodes[0].keys.as_ref().expect("read");
+            let holding = status
+                .nodes
+                .iter()
+                .find(|n| n.holder().is_some())
+                .expect("a node holds it");
+            let keys = holding.keys.as_ref().expect("read");
             assert!(
                 matches!(keys[0].state, crate::KeyState::Held { ttl: Some(ttl), .. } if ttl <= Duration::from_secs(10))
             );
