@@ -50,6 +50,7 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use crate::inspect::{Inspection, ServerReplies};
 use crate::scripts::Script;
 use crate::wake::{PubSubKind, ReleaseWaker};
 
@@ -555,6 +556,23 @@ pub trait LockBackend: Send + Sync {
         Ok(())
     }
 
+    /// Runs the read-only commands of `inspection` (see
+    /// [`inspect`](crate::inspect)) and returns what each server behind
+    /// this backend answered: the I/O of [`Redlock::doctor`](crate::Redlock::doctor)
+    /// and [`Redlock::status`](crate::Redlock::status). A server's error
+    /// reply to one command is [`Value::Error`](crate::inspect::Value::Error)
+    /// in its place; only a client-side failure (unreachable, timed out)
+    /// fails the call. Optional: the default answers
+    /// [`ErrorKind::Unsupported`], and the doctor then reports the node's
+    /// checks as not checked.
+    async fn inspect(&self, inspection: &Inspection) -> Result<Vec<ServerReplies>, BackendError> {
+        let _ = inspection;
+        Err(BackendError::new(
+            ErrorKind::Unsupported,
+            "this backend cannot be inspected (it runs no Redis commands)",
+        ))
+    }
+
     /// A short name for statistics, logs and the error hook, such as
     /// `redis://127.0.0.1:7001`.
     fn describe(&self) -> Cow<'_, str> {
@@ -592,6 +610,9 @@ macro_rules! forward_backend {
             }
             async fn refresh_node_age(&self, resources: &[String]) -> Result<(), BackendError> {
                 (**self).refresh_node_age(resources).await
+            }
+            async fn inspect(&self, inspection: &Inspection) -> Result<Vec<ServerReplies>, BackendError> {
+                (**self).inspect(inspection).await
             }
             fn describe(&self) -> Cow<'_, str> {
                 (**self).describe()

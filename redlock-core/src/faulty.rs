@@ -11,6 +11,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::backend::{BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
+use crate::inspect::{Inspection, ServerReplies};
 use crate::runtime::Runtime;
 use crate::stats::Operation;
 use crate::wake::{PubSubKind, ReleaseWaker};
@@ -172,6 +173,15 @@ impl<B: LockBackend> LockBackend for FaultyBackend<B> {
     }
     async fn refresh_node_age(&self, resources: &[String]) -> Result<(), BackendError> {
         self.backend.refresh_node_age(resources).await
+    }
+    async fn inspect(&self, inspection: &Inspection) -> Result<Vec<ServerReplies>, BackendError> {
+        // A node failing its acquires cannot be inspected either.
+        let fault = self.state().faults[slot(Operation::Acquire)].clone();
+        match fault {
+            Fault::Fail(kind) => Err(BackendError::new(kind, "injected fault")),
+            Fault::Hang => futures::future::pending().await,
+            _ => self.backend.inspect(inspection).await,
+        }
     }
     fn describe(&self) -> Cow<'_, str> {
         Cow::Owned(format!("faulty({})", self.backend.describe()))

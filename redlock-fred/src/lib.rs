@@ -176,6 +176,16 @@
 //! (a [`Pool`](fred::clients::Pool), ...) answer [`ErrorKind::Unsupported`]
 //! under quarantine rather than vote unchecked.
 //!
+//! # Doctor and lock status
+//!
+//! [`LockBackend::inspect`] sends the core's read-only commands
+//! ([`Redlock::doctor`](redlock_core::Redlock::doctor): `INFO`, `CONFIG GET`,
+//! `CLUSTER INFO`, `TIME`; [`Redlock::status`](redlock_core::Redlock::status):
+//! `GET`, `PTTL`) as fred custom commands: on a standalone node one after the
+//! other, on a cluster to every connected primary (fred's `cluster_node`
+//! option) or routed by key slot. A server's error reply (a `CONFIG` an ACL
+//! refuses) is handed back in the command's place, for the core to report.
+//!
 //! # Redis Cluster
 //!
 //! [`FredBackend::connect_cluster`] makes one backend for a whole cluster: fred
@@ -213,6 +223,7 @@
 
 mod cluster_age;
 mod connect;
+mod doctor;
 mod errors;
 mod health;
 mod wake;
@@ -229,6 +240,7 @@ use fred::types::config::Options;
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, Expiration, SetOptions, Value};
 use fred::util::redis_keyslot;
 use redlock_core::age::{NodeClock, ServerInfo, INFO_SERVER};
+use redlock_core::inspect::{Inspection, ServerReplies};
 use redlock_core::protocol::{Arg, Call, Command, RawReply};
 use redlock_core::wake::{PubSubKind, ReleaseWaker};
 use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
@@ -651,6 +663,11 @@ impl<C: ClientLike + KeysInterface + 'static> LockBackend for FredBackend<C> {
             Some(releases) => releases.unwatch(self.command_timeout()).await,
             None => Ok(()),
         }
+    }
+
+    async fn inspect(&self, inspection: &Inspection) -> Result<Vec<ServerReplies>, BackendError> {
+        self.refuse_if_down()?;
+        self.run_inspection(inspection).await
     }
 
     fn pubsub_kind(&self) -> PubSubKind {

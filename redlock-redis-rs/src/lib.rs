@@ -151,6 +151,16 @@
 //! [`RedisBackend::new`] answers [`ErrorKind::Unsupported`] under
 //! quarantine (this crate cannot see its connections).
 //!
+//! # Doctor and lock status
+//!
+//! [`LockBackend::inspect`] sends the core's read-only commands
+//! ([`Redlock::doctor`](redlock_core::Redlock::doctor): `INFO`, `CONFIG GET`,
+//! `CLUSTER INFO`, `TIME`; [`Redlock::status`](redlock_core::Redlock::status):
+//! `GET`, `PTTL`) as they are: on a standalone node one after the other, on a
+//! cluster to every master (`AllMasters`, one answer per master) or routed by
+//! key. A server's error reply (a `CONFIG` an ACL refuses) is handed back in
+//! the command's place, for the core to report.
+//!
 //! # Runtimes and features
 //!
 //! | feature | default | what it does |
@@ -179,6 +189,7 @@ compile_error!(
 
 #[cfg(feature = "cluster")]
 mod cluster_age;
+mod doctor;
 mod error;
 mod wake;
 
@@ -190,6 +201,7 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Value};
 use redlock_core::age::{NodeClock, ServerInfo, INFO_SERVER};
+use redlock_core::inspect::{Inspection, ServerReplies};
 use redlock_core::protocol::{Arg, Call, RawReply};
 use redlock_core::wake::{PubSubKind, ReleaseWaker};
 use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
@@ -661,6 +673,16 @@ where
         })?;
         self.clock.learn(generation, &info, received);
         Ok(())
+    }
+
+    async fn inspect(&self, inspection: &Inspection) -> Result<Vec<ServerReplies>, BackendError> {
+        doctor::inspect(&self.conn, inspection, |err| {
+            if broke(&err) {
+                self.clock.forget();
+            }
+            error::mapped(err, Some(self.cluster))
+        })
+        .await
     }
 
     async fn watch_releases(

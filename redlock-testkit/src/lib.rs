@@ -257,15 +257,20 @@ impl Capabilities {
     /// Restart quarantine: [`LockBackend::node_age`] tracks the node's age
     /// (read on every (re)connection) and a restarted node is quarantined.
     pub const RESTART_QUARANTINE: Capabilities = Capabilities(1 << 4);
+    /// Read-only inspection of the nodes ([`LockBackend::inspect`]): what
+    /// [`Redlock::doctor`](redlock_core::Redlock::doctor) and
+    /// [`Redlock::status`](redlock_core::Redlock::status) run on.
+    pub const INSPECT: Capabilities = Capabilities(1 << 5);
     /// Every capability.
-    pub const ALL: Capabilities = Capabilities(0b1_1111);
+    pub const ALL: Capabilities = Capabilities(0b11_1111);
 
-    const NAMES: [(Capabilities, &'static str); 5] = [
+    const NAMES: [(Capabilities, &'static str); 6] = [
         (Capabilities::FENCING, "fencing"),
         (Capabilities::WAKE_ON_RELEASE, "wake-on-release"),
         (Capabilities::CUSTOM_SCRIPTS, "custom scripts"),
         (Capabilities::CLUSTER, "cluster"),
         (Capabilities::RESTART_QUARANTINE, "restart quarantine"),
+        (Capabilities::INSPECT, "inspection (doctor, status)"),
     ];
 
     /// Both sets.

@@ -60,6 +60,7 @@ mod case;
 mod cluster;
 mod cluster_quarantine;
 mod contention;
+mod doctor;
 mod faults;
 mod fencing;
 mod input;
@@ -80,6 +81,11 @@ pub use cluster::{
 };
 pub use cluster_quarantine::cluster_restart_quarantine;
 pub use contention::contention;
+pub use doctor::{
+    doctor_cluster, doctor_config_refused, doctor_dead_node, doctor_evicting_policy,
+    doctor_healthy_set, doctor_node_listed_twice, doctor_paused_node, doctor_replica_caught,
+    doctor_two_nodes_warn, lock_status,
+};
 pub use faults::{
     node_restart_with_persistence, password_in_url, paused_node_times_out,
     unreachable_node_refused, wrong_password_rejected,
@@ -164,7 +170,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(seen.len(), 39, "the real-Redis suite has 39 tests");
+        assert_eq!(seen.len(), 49, "the real-Redis suite has 49 tests");
     }
 
     #[test]
