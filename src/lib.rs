@@ -13,6 +13,7 @@
 //! | `tokio`    | tokio timers, and the adapters' tokio support (default)       |
 //! | `smol`     | smol timers, and redis-rs on the smol/async-io reactor        |
 //! | `async-std`| async-std timers, and redis-rs on the async-io reactor        |
+//! | `metrics`  | metrics through the `metrics` facade ([`metrics`] module)      |
 //!
 //! With no feature at all you still get the whole algorithm and
 //! [`MemoryBackend`], an in-process node for examples and tests.
