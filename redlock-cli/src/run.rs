@@ -2,10 +2,12 @@
 //! lock extended while it runs, release it when the command exits, and exit
 //! with the command's status.
 //!
-//! The lock is driven through the core's extension API ([`Lock::extend`])
-//! rather than [`Redlock::using`](redlock::Redlock::using): the command
-//! needs the lock's fencing token before it starts, which the `using`
-//! routine is not handed.
+//! The lock is extended through the core's extension API ([`Lock::extend`]),
+//! from the same `select` loop that waits for the command, passes signals
+//! on and times the SIGKILL: one loop owns the child and the lock. Each
+//! extension starts once a third of the TTL has gone by, so a loaded machine
+//! has two thirds of the TTL to get it through; `Lock::extend` itself
+//! retries failed rounds while the lock is still valid.
 
 use std::ffi::OsString;
 use std::future::Future;
