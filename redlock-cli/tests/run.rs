@@ -112,6 +112,17 @@ impl Drop for Running {
             while matches!(self.child.try_wait(), Ok(None)) && start.elapsed() < DEADLINE / 4 {
                 std::thread::sleep(Duration::from_millis(20));
             }
+            // Whatever is left: the command's process group (it leads one
+            // outside a terminal), then redlock.
+            let pid = self.child.id();
+            let children = std::fs::read_to_string(format!("/proc/{pid}/task/{pid}/children"))
+                .unwrap_or_default();
+            for child in children.split_whitespace() {
+                let _ = Command::new("kill")
+                    .args(["-KILL", "--", &format!("-{child}"), child])
+                    .stderr(Stdio::null())
+                    .status();
+            }
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
