@@ -1,5 +1,7 @@
 //! `using`: a job that runs for several TTLs under a lock that extends itself,
-//! and stops cleanly the moment the lock is lost.
+//! and stops cleanly the moment the lock is lost. The routine's signal also
+//! carries the lock's fencing token (for the storage it writes to) and the
+//! validity left, which grows back at each extension.
 //!
 //! ```text
 //! cargo run --example using
@@ -12,13 +14,25 @@ use futures::pin_mut;
 use redlock::{AbortSignal, Error, MemoryBackend, Redlock};
 
 async fn nightly_job(signal: AbortSignal) -> Result<u32, Error> {
+    // Pass the token with every write: the storage refuses tokens older than
+    // the highest it has seen, so a holder that stalled past its lock cannot
+    // overwrite its successor's work.
+    let token = signal.fencing_token().unwrap_or_default();
+    println!(
+        "job on {:?} runs with fencing token {token}",
+        signal.resources()
+    );
     let mut batches = 0;
-    for _ in 0..6 {
+    for batch in 0..6 {
+        println!(
+            "batch {batch} (token {token}): {} ms of validity left",
+            signal.remaining_validity().as_millis()
+        );
         // One batch of work, raced against losing the lock.
-        let batch = tokio::time::sleep(Duration::from_millis(250));
+        let work = tokio::time::sleep(Duration::from_millis(250));
         let lost = signal.aborted();
-        pin_mut!(batch, lost);
-        match select(batch, lost).await {
+        pin_mut!(work, lost);
+        match select(work, lost).await {
             Either::Left(((), _)) => batches += 1,
             Either::Right((error, _)) => return Err(error),
         }
@@ -37,6 +51,8 @@ async fn main() -> Result<(), Error> {
     let redlock = Redlock::builder(nodes.clone())
         // Extend when less than 300 ms of validity is left.
         .automatic_extension_threshold(Duration::from_millis(300))
+        // Every lock gets a strictly increasing fencing token.
+        .fencing(true)
         .build()?;
 
     // A 1.5 s job under a 600 ms TTL: it is extended about every 300 ms.

@@ -14,6 +14,7 @@
 //! | `smol`     | smol timers, and redis-rs on the smol/async-io reactor        |
 //! | `async-std`| async-std timers, and redis-rs on the async-io reactor        |
 //! | `tls-rustls` | `rediss://` (rustls, ring) for both adapters, on every runtime |
+//! | `metrics`  | metrics through the `metrics` facade ([`metrics`] module)      |
 //!
 //! With no feature at all you still get the whole algorithm and
 //! [`MemoryBackend`], an in-process node for examples and tests.

@@ -133,7 +133,9 @@ impl<'a> Acquisition<'a> {
         loop {
             let seen = watch.as_ref().map(Watching::generation);
             if let Some(grant) = self.attempt(retry.is_first()).await {
-                tracing::debug!(resources = ?&*self.resources, attempts = retry.made() + 1, "lock acquired");
+                // The value only at debug level: it lets an operator match the
+                // keys on the nodes, and it is all a stranger needs to release them.
+                tracing::debug!(resources = ?&*self.resources, value = &*self.value, attempts = retry.made() + 1, "lock acquired");
                 return Ok(self.into_lock(grant));
             }
             // Undo any partial lock before the next attempt (or before failing).
@@ -322,6 +324,8 @@ impl<'a> Acquisition<'a> {
             value: self.value,
             settings: self.settings,
             fencing_token: grant.fencing_token,
+            #[cfg(feature = "metrics")]
+            granted: self.engine.now(),
         };
         Lock::new(held, self.ttl, grant.expiration, self.attempts)
     }

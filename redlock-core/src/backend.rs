@@ -50,8 +50,9 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use crate::inspect::{Inspection, ServerReplies};
 use crate::scripts::Script;
-use crate::wake::ReleaseWaker;
+use crate::wake::{PubSubKind, ReleaseWaker};
 
 /// One operation's arguments, as a backend receives them.
 #[derive(Clone, Copy, Debug)]
@@ -65,6 +66,7 @@ pub struct Request<'a> {
     extra_args: &'a [String],
     plain_set_nx: bool,
     restart_quarantine: Option<Duration>,
+    sharded_script: Option<&'a Script>,
 }
 
 impl<'a> Request<'a> {
@@ -79,6 +81,28 @@ impl<'a> Request<'a> {
             extra_args: &[],
             plain_set_nx: false,
             restart_quarantine: None,
+            sharded_script: None,
+        }
+    }
+
+    /// The same request with `script` in place of [`script`](Self::script)
+    /// for backends whose [`LockBackend::pubsub_kind`] is
+    /// [`PubSubKind::Sharded`] (a release that announces itself).
+    pub(crate) fn with_sharded_script(mut self, script: &'a Script) -> Self {
+        self.sharded_script = Some(script);
+        self
+    }
+
+    /// The sharded variant of this request, for a backend of pub/sub `kind`,
+    /// when it differs from this request.
+    pub(crate) fn for_pubsub(&self, kind: PubSubKind) -> Option<Request<'a>> {
+        match (kind, self.sharded_script) {
+            (PubSubKind::Sharded, Some(script)) => Some(Request {
+                script,
+                sharded_script: None,
+                ..*self
+            }),
+            _ => None,
         }
     }
 
@@ -403,6 +427,40 @@ pub enum NodeAge {
 ///
 /// New optional capabilities arrive as provided methods with a default that
 /// answers [`ErrorKind::Unsupported`], so adding one never breaks a backend.
+///
+/// # A backend that is not Redis
+///
+/// Implement [`acquire`](Self::acquire), [`extend`](Self::extend) and
+/// [`release`](Self::release) with the semantics of the built-in scripts,
+/// and answer [`ErrorKind::Unsupported`] to a request whose
+/// [`script`](Request::script) is not [built in](Script::is_builtin) (a
+/// user's own Lua). Two optional protocols ride on the same calls;
+/// `examples/custom_backend.rs` implements both and runs the conformance
+/// suite on them:
+///
+/// - **Fencing tokens** ([`Settings::fencing`](crate::Settings::fencing)).
+///   A fenced acquire is an [`acquire`](Self::acquire) whose
+///   [`extra_keys`](Request::extra_keys) name fence counters: the first
+///   `resources().len()` are the resources' counters
+///   ([`crate::keys::fence_key`]), any after them are counters that older
+///   versions kept per resource in Redis (a new backend has none). Take the
+///   resources as usual and, in the same atomic step, reply the highest
+///   counter with [`Reply::with_fence`] (0 when none exists). The core then
+///   picks the token (above the highest reply of the quorum) and calls
+///   [`fence`](Self::fence) with it in `extra_args()[0]`: if every resource
+///   still holds the request's value, raise each resource's counter to the
+///   token (never lower it) and reply the resource count, else reply 0.
+///   Counters must never expire or be evicted, or a token can repeat.
+/// - **Wake-on-release**
+///   ([`Settings::wake_on_release`](crate::Settings::wake_on_release)). A
+///   release made with it carries one channel per resource, in the same
+///   order, as [`extra_args`](Request::extra_args): announce each resource
+///   it deleted on that resource's channel, with the released value as the
+///   message. [`watch_releases`](Self::watch_releases) registers a waiter
+///   for some channels; a [`ReleaseHub`](crate::wake::ReleaseHub) does the
+///   bookkeeping on the receiving side (`register`, then `notify` for each
+///   announcement heard). Without it, waiters fall back to their retry
+///   timer, which is correct, only slower.
 #[async_trait]
 pub trait LockBackend: Send + Sync {
     /// Sets every key in [`Request::resources`] to [`Request::value`] with
@@ -462,6 +520,16 @@ pub trait LockBackend: Send + Sync {
         Ok(())
     }
 
+    /// Which pub/sub [`watch_releases`](Self::watch_releases) subscribes
+    /// with, and so which release script announces a release on this
+    /// backend: [`PubSubKind::Classic`] (`PUBLISH`, the default) or
+    /// [`PubSubKind::Sharded`] (`SPUBLISH`, for a Redis Cluster). Only the
+    /// built-in release scripts look at it; a backend that runs no Lua can
+    /// ignore it.
+    fn pubsub_kind(&self) -> PubSubKind {
+        PubSubKind::Classic
+    }
+
     /// Restart quarantine: when the node that serves `resources` came up,
     /// as far as the backend knows **without I/O** (the core asks it before
     /// every acquire made with
@@ -470,9 +538,9 @@ pub trait LockBackend: Send + Sync {
     /// (`uptime_in_seconds`, `run_id`) on every (re)connection, since a
     /// restart always drops the connection, and forgets the age
     /// ([`NodeAge::Unknown`]) the moment it sees the connection break. A
-    /// cluster backend answers for the master of the resources' slot, or
-    /// for its youngest master. The default, [`NodeAge::Untracked`], never
-    /// quarantines.
+    /// cluster backend answers for the master that serves the resources'
+    /// slot (each master is a node; see [`cluster_age`](crate::cluster_age)).
+    /// The default, [`NodeAge::Untracked`], never quarantines.
     fn node_age(&self, resources: &[String]) -> NodeAge {
         let _ = resources;
         NodeAge::Untracked
@@ -486,6 +554,23 @@ pub trait LockBackend: Send + Sync {
     async fn refresh_node_age(&self, resources: &[String]) -> Result<(), BackendError> {
         let _ = resources;
         Ok(())
+    }
+
+    /// Runs the read-only commands of `inspection` (see
+    /// [`inspect`](crate::inspect)) and returns what each server behind
+    /// this backend answered: the I/O of [`Redlock::doctor`](crate::Redlock::doctor)
+    /// and [`Redlock::status`](crate::Redlock::status). A server's error
+    /// reply to one command is [`Value::Error`](crate::inspect::Value::Error)
+    /// in its place; only a client-side failure (unreachable, timed out)
+    /// fails the call. Optional: the default answers
+    /// [`ErrorKind::Unsupported`], and the doctor then reports the node's
+    /// checks as not checked.
+    async fn inspect(&self, inspection: &Inspection) -> Result<Vec<ServerReplies>, BackendError> {
+        let _ = inspection;
+        Err(BackendError::new(
+            ErrorKind::Unsupported,
+            "this backend cannot be inspected (it runs no Redis commands)",
+        ))
     }
 
     /// A short name for statistics, logs and the error hook, such as
@@ -517,11 +602,17 @@ macro_rules! forward_backend {
             async fn unwatch_releases(&self) -> Result<(), BackendError> {
                 (**self).unwatch_releases().await
             }
+            fn pubsub_kind(&self) -> PubSubKind {
+                (**self).pubsub_kind()
+            }
             fn node_age(&self, resources: &[String]) -> NodeAge {
                 (**self).node_age(resources)
             }
             async fn refresh_node_age(&self, resources: &[String]) -> Result<(), BackendError> {
                 (**self).refresh_node_age(resources).await
+            }
+            async fn inspect(&self, inspection: &Inspection) -> Result<Vec<ServerReplies>, BackendError> {
+                (**self).inspect(inspection).await
             }
             fn describe(&self) -> Cow<'_, str> {
                 (**self).describe()

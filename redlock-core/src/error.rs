@@ -13,8 +13,19 @@ use crate::stats::{AttemptOutcome, Attempts, Operation};
 #[derive(Clone, Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
-    /// A majority of nodes hold the resource under another lock value: someone
-    /// else has it. Retry later, or raise `retry_count`.
+    /// The votes against made a quorum impossible: in the last attempt no
+    /// quorum voted for the lock, and the nodes that voted against (the
+    /// resource is held there under another lock value) were at least as
+    /// many as the nodes that failed.
+    ///
+    /// Usually someone else holds the resource. It also covers a split vote:
+    /// several clients raced for a free resource, each took some nodes and
+    /// none a quorum (each undoes its partial take), so no one holds it for
+    /// long. It does not say that one other owner holds a majority.
+    /// [`QuorumFailure::attempts`] shows every node's vote. The acquisition
+    /// already retried per the retry settings: retry later, raise
+    /// `retry_count`, or turn on wake-on-release so a waiter retries the
+    /// moment the holder releases.
     #[error("{0}: held by another owner; retry later or raise retry_count")]
     Held(Box<QuorumFailure>),
     /// Not enough nodes answered to form a quorum (refused connections,

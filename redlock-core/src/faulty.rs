@@ -11,9 +11,10 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use crate::backend::{BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
+use crate::inspect::{Inspection, ServerReplies};
 use crate::runtime::Runtime;
 use crate::stats::Operation;
-use crate::wake::ReleaseWaker;
+use crate::wake::{PubSubKind, ReleaseWaker};
 
 /// How a [`FaultyBackend`] misbehaves.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -164,11 +165,23 @@ impl<B: LockBackend> LockBackend for FaultyBackend<B> {
     async fn unwatch_releases(&self) -> Result<(), BackendError> {
         self.backend.unwatch_releases().await
     }
+    fn pubsub_kind(&self) -> PubSubKind {
+        self.backend.pubsub_kind()
+    }
     fn node_age(&self, resources: &[String]) -> NodeAge {
         self.backend.node_age(resources)
     }
     async fn refresh_node_age(&self, resources: &[String]) -> Result<(), BackendError> {
         self.backend.refresh_node_age(resources).await
+    }
+    async fn inspect(&self, inspection: &Inspection) -> Result<Vec<ServerReplies>, BackendError> {
+        // A node failing its acquires cannot be inspected either.
+        let fault = self.state().faults[slot(Operation::Acquire)].clone();
+        match fault {
+            Fault::Fail(kind) => Err(BackendError::new(kind, "injected fault")),
+            Fault::Hang => futures::future::pending().await,
+            _ => self.backend.inspect(inspection).await,
+        }
     }
     fn describe(&self) -> Cow<'_, str> {
         Cow::Owned(format!("faulty({})", self.backend.describe()))

@@ -62,9 +62,11 @@
 //! | `round.rs` | one round: ask every node in parallel; a pure, synchronous vote tally decides it |
 //! | `retry.rs` | the retry policy (how many attempts, which failures, jittered delay) shared by acquire and extend |
 //! | `lock.rs` | [`Lock`]: validity, extension, idempotent release |
-//! | `using.rs` | [`Redlock::using`] and its [`AbortSignal`] |
+//! | `using.rs` | [`Redlock::using`] and its [`AbortSignal`] (the loss signal, and the lock's token and validity) |
+//! | [`metrics`] | the metrics (feature `metrics`) and the outcome words the `tracing` spans share with them |
 //! | [`backend`], [`scripts`], [`wake`], [`keys`] | the node-facing contract: requests, replies, Lua, release channels, extra keys |
 //! | [`memory`], [`faulty`] | an in-process node and a fault-injecting wrapper, for tests and examples |
+//! | [`doctor`], [`status`], [`inspect`] | [`Redlock::doctor`] and [`Redlock::status`]: read-only checks of the nodes, and who holds a lock |
 //!
 //! Dependencies point one way: `redlock` → `acquire` → `round` ← `lock`;
 //! a [`Lock`] shares the round engine with the [`Redlock`] that made it, not
@@ -77,11 +79,15 @@ mod acquire;
 pub mod age;
 pub mod backend;
 mod builder;
+pub mod cluster_age;
+pub mod doctor;
 mod error;
 pub mod faulty;
+pub mod inspect;
 pub mod keys;
 mod lock;
 pub mod memory;
+pub mod metrics;
 pub mod protocol;
 mod redlock;
 mod retry;
@@ -90,6 +96,7 @@ pub mod runtime;
 pub mod scripts;
 mod settings;
 pub mod stats;
+pub mod status;
 mod using;
 mod validate;
 pub mod wake;
@@ -97,6 +104,7 @@ pub mod wake;
 pub use async_trait::async_trait;
 pub use backend::{BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
 pub use builder::RedlockBuilder;
+pub use doctor::{Check, DoctorOptions, DoctorReport, Finding, Severity};
 pub use error::{ConfigError, Error, InvalidInput, QuorumFailure};
 pub use faulty::{Fault, FaultyBackend};
 pub use lock::{Lock, Release};
@@ -115,5 +123,6 @@ pub use settings::{RetryCount, Settings, MAX_DELAY, MAX_TTL};
 pub use stats::{
     Attempt, AttemptOutcome, Attempts, NodeOutcome, NodeResult, Operation, Quarantine, Refusal,
 };
+pub use status::{KeyState, KeyStatus, LockStatus, NodeStatus};
 pub use using::{AbortSignal, Aborted};
 pub use validate::MAX_RESOURCE_LEN;

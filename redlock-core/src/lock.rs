@@ -4,8 +4,12 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tracing::field::Empty;
+use tracing::Instrument;
+
 use crate::backend::Request;
 use crate::error::{Error, QuorumFailure};
+use crate::metrics;
 use crate::retry::Retry;
 use crate::round::{Engine, Targets};
 use crate::settings::Settings;
@@ -33,6 +37,9 @@ pub(crate) struct Held {
     pub(crate) value: Arc<str>,
     pub(crate) settings: Arc<Settings>,
     pub(crate) fencing_token: Option<u64>,
+    /// When the lock was granted, for the time-held histogram.
+    #[cfg(feature = "metrics")]
+    pub(crate) granted: Instant,
 }
 
 impl fmt::Debug for Lock {
@@ -87,6 +94,11 @@ impl Lock {
             expiration,
             attempts,
         }
+    }
+
+    /// What stays the same across extensions (`using`'s signal follows it).
+    pub(crate) fn held(&self) -> &Held {
+        &self.held
     }
 
     /// The fencing token, when acquired with [`Settings::fencing`]: it strictly
@@ -156,12 +168,42 @@ impl Lock {
 
     /// Resets the TTL on a quorum of nodes and returns the extended lock.
     ///
-    /// Fails with [`Error::Expired`] without a network call if the validity
-    /// already ran out, and with [`Error::Expired`] too if a quorum no longer
-    /// holds the keys under this value. Node failures are retried (per the
-    /// retry settings) only while the lock is still valid, then give
-    /// [`Error::NoQuorum`].
+    /// When it gives which error:
+    /// - [`Error::Expired`] (acquire again; the lock is gone):
+    ///   - at once, without a network call, if the validity already ran out;
+    ///   - if the nodes that no longer hold the keys under this value (they
+    ///     expired, or another owner took them) made a quorum impossible;
+    ///   - if the validity ran out while node failures were being retried.
+    /// - [`Error::NoQuorum`]: node failures (refused connections, timeouts)
+    ///   made a quorum impossible in every attempt, and the lock was still
+    ///   valid when the retries ran out. It may still be held on some nodes
+    ///   until its expiration: do not act as if it were extended.
+    /// - [`Error::Rejected`]: a node refused the request in a way no retry
+    ///   fixes (a broken custom script, failed authentication).
+    /// - [`Error::InvalidInput`]: the TTL is not acceptable; nothing was sent.
+    ///
+    /// Node failures are retried, per the retry settings, only while the lock
+    /// is still valid.
     pub async fn extend(&self, ttl: Duration) -> Result<Lock, Error> {
+        let span = tracing::info_span!(
+            "redlock.extend",
+            resources = ?&*self.held.resources,
+            ttl_ms = metrics::millis(ttl),
+            outcome = Empty,
+            attempts = Empty,
+        );
+        let result = self.extend_inner(ttl).instrument(span.clone()).await;
+        let outcome = metrics::extension(&result);
+        let attempts = match &result {
+            Ok(lock) => Some(lock.attempts.total()),
+            Err(error) => error.failure().map(|f| f.attempts.total()),
+        };
+        span.record("outcome", outcome);
+        span.record("attempts", attempts);
+        result
+    }
+
+    async fn extend_inner(&self, ttl: Duration) -> Result<Lock, Error> {
         let held = &self.held;
         let settings = &*held.settings;
         validate::ttl(ttl, settings)?;
@@ -219,6 +261,17 @@ impl Lock {
     /// `release_retry_delay`. Fails with [`Error::NoQuorum`] only when too many
     /// nodes could not be reached to know; their keys still expire at the TTL.
     pub async fn release(&self) -> Result<Release, Error> {
+        let span = tracing::info_span!(
+            "redlock.release",
+            resources = ?&*self.held.resources,
+            outcome = Empty,
+        );
+        let result = self.release_inner().instrument(span.clone()).await;
+        span.record("outcome", metrics::release(&result, &self.held));
+        result
+    }
+
+    async fn release_inner(&self) -> Result<Release, Error> {
         let held = &self.held;
         let settings = &*held.settings;
         let mut attempts = Attempts::default();

@@ -21,6 +21,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 
 use crate::backend::{BackendError, ErrorKind, LockBackend, Reply, Request};
+use crate::inspect::{Inspection, ServerReplies, Target, Value};
 use crate::runtime::{NeutralRuntime, Runtime};
 use crate::wake::{ReleaseHub, ReleaseWaker};
 
@@ -341,6 +342,41 @@ impl LockBackend for MemoryBackend {
         Ok(())
     }
 
+    /// Answers the lock status's reads ([`Target::ByKey`]: `GET` of a key
+    /// or a fence counter, `PTTL`), so that
+    /// [`Redlock::status`](crate::Redlock::status) works in process. Any
+    /// other command is an error reply in its place; the doctor's
+    /// inspection ([`Target::EveryServer`]) is [`ErrorKind::Unsupported`]:
+    /// there is no server to check, so its checks say "not checked".
+    async fn inspect(&self, inspection: &Inspection) -> Result<Vec<ServerReplies>, BackendError> {
+        if inspection.target != Target::ByKey {
+            return Err(BackendError::new(
+                ErrorKind::Unsupported,
+                "MemoryBackend is no Redis server: there is nothing for the doctor to check",
+            ));
+        }
+        let replies = inspection
+            .commands
+            .iter()
+            .map(|args| match args.as_slice() {
+                [cmd, key] if cmd.eq_ignore_ascii_case("GET") => match self.get(key) {
+                    Some(value) => Value::Text(value),
+                    None => self
+                        .fence_counter(key)
+                        .map_or(Value::Nil, |n| Value::Text(n.to_string())),
+                },
+                [cmd, key] if cmd.eq_ignore_ascii_case("PTTL") => match self.ttl(key) {
+                    Some(ttl) => Value::Int(i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)),
+                    None => Value::Int(-2),
+                },
+                other => Value::Error(format!(
+                    "ERR MemoryBackend answers only GET and PTTL, not {other:?}"
+                )),
+            })
+            .collect();
+        Ok(vec![ServerReplies::node(replies)])
+    }
+
     fn describe(&self) -> Cow<'_, str> {
         Cow::Borrowed(&self.inner.name)
     }
@@ -350,6 +386,63 @@ impl LockBackend for MemoryBackend {
 mod tests {
     use super::*;
     use crate::scripts::Scripts;
+
+    #[test]
+    fn the_lock_status_works_in_process() {
+        futures::executor::block_on(async {
+            let nodes = [
+                MemoryBackend::new().named("a"),
+                MemoryBackend::new().named("b"),
+                MemoryBackend::new().named("c"),
+            ];
+            let redlock = crate::Redlock::builder(nodes.clone())
+                .fencing(true)
+                .build()
+                .expect("valid");
+            let lock = redlock
+                .acquire(&["job"], Duration::from_secs(10))
+                .await
+                .expect("acquired");
+            nodes[2].set("other", "x", Duration::from_secs(10));
+            let status = redlock.status(&["job"]).await.expect("valid");
+            // A quorum at least: the last vote may be left unanswered.
+            assert!(
+                matches!(status.holder(), Some((v, n)) if v == lock.value() && n >= 2),
+                "{status}"
+            );
+            let holding = status
+                .nodes
+                .iter()
+                .find(|n| n.holder().is_some())
+                .expect("a node holds it");
+            let keys = holding.keys.as_ref().expect("read");
+            assert!(
+                matches!(keys[0].state, crate::KeyState::Held { ttl: Some(ttl), .. } if ttl <= Duration::from_secs(10))
+            );
+            let fenced = status
+                .nodes
+                .iter()
+                .filter(|n| n.keys.as_ref().ok().and_then(|k| k[0].fence) == lock.fencing_token())
+                .count();
+            assert!(fenced >= 2, "a quorum keeps the fence counter: {status:?}");
+            lock.release().await.expect("released");
+            let status = redlock.status(&["job", "other"]).await.expect("valid");
+            assert_eq!(status.nodes_holding(), 0, "{status}");
+            assert_eq!(
+                status.nodes[2].keys.as_ref().expect("read")[1]
+                    .state
+                    .value(),
+                Some("x")
+            );
+            // The doctor has no server to check.
+            let report = redlock.doctor().await;
+            assert!(report.passed(), "{report}");
+            assert_eq!(report.of(crate::Check::Eviction).count(), 3);
+            assert!(report
+                .of(crate::Check::Eviction)
+                .all(|f| f.severity == crate::Severity::NotChecked));
+        });
+    }
 
     #[test]
     fn a_huge_ttl_is_capped_not_a_panic() {

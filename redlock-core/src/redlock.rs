@@ -8,13 +8,19 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+use tracing::field::Empty;
+use tracing::Instrument;
+
 use crate::acquire::Acquisition;
 use crate::backend::LockBackend;
 use crate::builder::RedlockBuilder;
+use crate::doctor::{DoctorOptions, DoctorReport};
 use crate::error::Error;
 use crate::lock::Lock;
+use crate::metrics;
 use crate::round::Engine;
 use crate::settings::{RetryCount, Settings};
+use crate::status::LockStatus;
 use crate::validate;
 
 /// The lock manager: N independent nodes, one algorithm. Cheap to clone (two
@@ -150,11 +156,74 @@ impl Redlock {
         ttl: Duration,
         settings: Arc<Settings>,
     ) -> Result<Lock, Error> {
+        let span = tracing::info_span!(
+            "redlock.acquire",
+            resources = ?metrics::Names(resources),
+            ttl_ms = metrics::millis(ttl),
+            outcome = Empty,
+            attempts = Empty,
+            fencing_token = Empty,
+        );
+        let result = async {
+            let resources = validate::resources(resources)?;
+            validate::ttl(ttl, &settings)?;
+            Acquisition::new(&self.engine, resources, ttl, settings)
+                .run()
+                .await
+        }
+        .instrument(span.clone())
+        .await;
+        let (outcome, attempts) = metrics::acquisition(result.as_ref());
+        span.record("outcome", outcome);
+        span.record("attempts", attempts);
+        if let Ok(lock) = &result {
+            span.record("fencing_token", lock.fencing_token());
+        }
+        result
+    }
+
+    /// Checks every node against Redlock's assumptions (reachable, a master,
+    /// listed once, persistence, no eviction, clock, uptime against the
+    /// restart quarantine, cluster slot coverage, and the number of nodes)
+    /// with [`DoctorOptions::default`]. Read-only; never fails: a node that
+    /// cannot be checked is a finding too. See [`doctor`](crate::doctor)
+    /// for the checks, and [`DoctorReport::passed`] to act on the result.
+    pub async fn doctor(&self) -> DoctorReport {
+        self.doctor_with(&DoctorOptions::default()).await
+    }
+
+    /// [`doctor`](Self::doctor) with other timeouts and tolerances.
+    pub async fn doctor_with(&self, options: &DoctorOptions) -> DoctorReport {
+        crate::doctor::doctor(
+            self.engine.backends(),
+            self.engine.names(),
+            self.engine.runtime(),
+            &self.settings,
+            options,
+        )
+        .await
+    }
+
+    /// Who holds `resources`, node by node: whether each key is there, its
+    /// remaining TTL and fence counter, and whether a quorum holds them all
+    /// under one value (see [`status`](crate::status)). Read-only. Each node
+    /// gets the per-node timeout of the settings, at least one second (this
+    /// is not a hot path); a node that fails or cannot be inspected is
+    /// reported in its [`NodeStatus`](crate::NodeStatus).
+    ///
+    /// Errors: only [`Error::InvalidInput`] for bad resource names.
+    pub async fn status<S: AsRef<str>>(&self, resources: &[S]) -> Result<LockStatus, Error> {
         let resources = validate::resources(resources)?;
-        validate::ttl(ttl, &settings)?;
-        Acquisition::new(&self.engine, resources, ttl, settings)
-            .run()
-            .await
+        let timeout = self.settings.node_timeout.max(Duration::from_secs(1));
+        Ok(crate::status::status(
+            self.engine.backends(),
+            self.engine.names(),
+            self.engine.runtime(),
+            &resources,
+            self.engine.quorum_size(),
+            timeout,
+        )
+        .await)
     }
 
     pub(crate) fn engine(&self) -> &Engine {

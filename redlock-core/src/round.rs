@@ -27,6 +27,7 @@ use std::time::{Duration, Instant};
 use futures::future::{join, join_all, select, Either};
 
 use crate::backend::{BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
+use crate::metrics;
 use crate::runtime::Runtime;
 use crate::scripts::{Script, Scripts};
 use crate::settings::Settings;
@@ -355,6 +356,11 @@ impl Engine {
         &self.names
     }
 
+    /// Node `node`'s [`describe`](LockBackend::describe) name.
+    fn name(&self, node: usize) -> &str {
+        self.names.get(node).map_or("?", String::as_str)
+    }
+
     pub(crate) fn scripts(&self) -> &Scripts {
         &self.scripts
     }
@@ -453,8 +459,12 @@ impl Engine {
             } else {
                 (self.scripts.release(), Vec::new())
             };
-        let request =
+        let mut request =
             Request::new(resources, value, Duration::ZERO, script).with_extra_args(&channels);
+        if !channels.is_empty() {
+            // A Redis Cluster announces on shard channels (`pubsub_kind`).
+            request = request.with_sharded_script(self.scripts.release_notify_sharded());
+        }
         let started = self.now();
         let release = self.round(
             Operation::Release,
@@ -510,7 +520,11 @@ impl Engine {
                 let call = match operation {
                     Operation::Acquire => backend.acquire(request),
                     Operation::Extend => backend.extend(request),
-                    Operation::Release => backend.release(request),
+                    Operation::Release => match request.for_pubsub(backend.pubsub_kind()) {
+                        // A Redis Cluster announces the release on shard channels.
+                        Some(sharded) => Box::pin(async move { backend.release(&sharded).await }),
+                        None => backend.release(request),
+                    },
                     Operation::Fence => backend.fence(request),
                 };
                 (i, Some(call))
@@ -540,6 +554,7 @@ impl Engine {
                     }
                     reply => {
                         let latency = self.now().saturating_duration_since(started);
+                        metrics::node_latency(self.name(*node), operation, latency);
                         tally.reply(*node, reply, latency)
                     }
                 };
@@ -609,13 +624,14 @@ impl Engine {
         resources: &[String],
         outcome: &NodeOutcome,
     ) {
-        let name = self.names.get(node).map(String::as_str).unwrap_or("?");
+        let name = self.name(node);
         match outcome {
             NodeOutcome::Against(refusal) => {
                 tracing::debug!(node, name, %operation, %refusal, "node voted against");
             }
             NodeOutcome::Failed(error) => {
                 tracing::debug!(node, name, %operation, %error, "node failed");
+                metrics::node_failure(name, operation, error.kind());
             }
             _ => return,
         }

@@ -114,6 +114,9 @@ pub struct Settings {
     /// ([`NodeResult::quarantine`](crate::NodeResult::quarantine)). Extend,
     /// fence and release are not gated: they only act where this lock's own
     /// value still holds, which a node that lost its keys does not have.
+    /// On a backend for a whole Redis Cluster, each master is a node: a
+    /// lock's vote depends on the age of the master serving its slot (see
+    /// [`cluster_age`](crate::cluster_age)).
     ///
     /// The cost: after a restart of a majority of the nodes, no lock can be
     /// acquired for `max_ttl`. Backends that do not track ages

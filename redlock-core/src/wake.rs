@@ -55,6 +55,19 @@ pub fn release_channel(resource: &str) -> String {
     beside(resource, "released")
 }
 
+/// Which pub/sub a backend's waiters subscribe with, and so how a release
+/// on it is announced (see [`LockBackend::pubsub_kind`](crate::LockBackend::pubsub_kind)).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum PubSubKind {
+    /// `SUBSCRIBE` and `PUBLISH`: a standalone node.
+    #[default]
+    Classic,
+    /// `SSUBSCRIBE` and `SPUBLISH` (Redis 7+): a Redis Cluster, where a shard
+    /// message stays on the shard that owns the resource.
+    Sharded,
+}
+
 #[derive(Debug, Default)]
 struct WaitState {
     generation: AtomicU64,

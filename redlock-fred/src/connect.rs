@@ -130,9 +130,16 @@ impl FredBackend<Client> {
         let builder = lock_builder(config);
         let client = builder.build().map_err(map_error)?;
 
-        // Restart quarantine follows a standalone node's connection (a
-        // cluster client reconnects per master behind one backend).
+        // Restart quarantine: a standalone node's age follows its one
+        // connection (through `health`'s listener).
         let clock = (!client.is_clustered()).then(|| Arc::new(NodeClock::new()));
+        // A cluster client's masters, one age per slot, from fred's events
+        // (a standalone client's age follows `clock`).
+        let followed = std::sync::OnceLock::from(
+            client
+                .is_clustered()
+                .then(|| crate::cluster_age::ClusterAges::watch(&client)),
+        );
         // Subscribe before starting, so no outcome of the first attempt is missed.
         let mut health = Health::watch(&client, clock.clone());
         let task = client.connect();
@@ -149,6 +156,7 @@ impl FredBackend<Client> {
             task: Some(task),
             releases: Some(ReleaseWatch::new(builder)),
             clock,
+            followed,
         })
     }
 }

@@ -150,10 +150,41 @@
 //! the backend read `INFO server` (`uptime_in_seconds`, `run_id`) before the
 //! node votes again. An acquire is refused ([`ErrorKind::Quarantined`])
 //! while the node is younger than the window, and a vote whose connection
-//! changed during the call is not counted. A cluster backend, or a client
-//! passed to [`FredBackend::new`] (whose events this crate does not follow),
-//! answers [`ErrorKind::Unsupported`] under quarantine rather than vote
-//! unchecked.
+//! changed during the call is not counted.
+//!
+//! On a cluster backend ([`FredBackend::connect_cluster`], or
+//! [`FredBackend::from_config`] with a clustered config) each master is a
+//! node for the quarantine: the age that decides an acquire is that of the
+//! master serving the resources' hash slot, read by `INFO server` routed to
+//! that slot (see [`redlock_core::cluster_age`]). fred broadcasts a
+//! reconnection event for every connection it makes to a node before that
+//! connection carries a command; the backend drains those events (and the
+//! connection errors) without waiting each time it answers, and any of them
+//! makes every master's age unknown, as does a call that fails on a
+//! connection. So a restarted master never votes on an age read before its
+//! restart. A master with another `run_id` than the one last read for the
+//! slot (restarted, or a replica promoted by a failover, which may lack its
+//! old master's last writes) is quarantined for the whole window from the
+//! moment it is read, whatever its uptime. After a reconnection, each slot
+//! in use costs one `INFO server` before its next vote; nothing is sent on
+//! the hot path otherwise.
+//!
+//! A fred [`Client`] passed to [`FredBackend::new`], standalone or
+//! clustered, is followed the same way: the backend subscribes to its
+//! events the first time quarantine asks for an age (every age starts
+//! unknown, so what happened before does not matter). Other client types
+//! (a [`Pool`](fred::clients::Pool), ...) answer [`ErrorKind::Unsupported`]
+//! under quarantine rather than vote unchecked.
+//!
+//! # Doctor and lock status
+//!
+//! [`LockBackend::inspect`] sends the core's read-only commands
+//! ([`Redlock::doctor`](redlock_core::Redlock::doctor): `INFO`, `CONFIG GET`,
+//! `CLUSTER INFO`, `TIME`; [`Redlock::status`](redlock_core::Redlock::status):
+//! `GET`, `PTTL`) as fred custom commands: on a standalone node one after the
+//! other, on a cluster to every connected primary (fred's `cluster_node`
+//! option) or routed by key slot. A server's error reply (a `CONFIG` an ACL
+//! refuses) is handed back in the command's place, for the core to report.
 //!
 //! # TLS and ACL users
 //!
@@ -220,14 +251,17 @@
 #![cfg_attr(not(feature = "tls-rustls"), allow(rustdoc::broken_intra_doc_links))]
 #![forbid(unsafe_code)]
 
+mod cluster_age;
 mod connect;
+mod doctor;
 mod errors;
 mod health;
 mod tls;
 mod wake;
 
+use std::any::Any;
 use std::borrow::Cow;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use fred::clients::{Client, WithOptions};
@@ -237,8 +271,9 @@ use fred::types::config::Options;
 use fred::types::{ClusterHash, ConnectHandle, CustomCommand, Expiration, SetOptions, Value};
 use fred::util::redis_keyslot;
 use redlock_core::age::{NodeClock, ServerInfo, INFO_SERVER};
+use redlock_core::inspect::{Inspection, ServerReplies};
 use redlock_core::protocol::{Arg, Call, Command, RawReply};
-use redlock_core::wake::ReleaseWaker;
+use redlock_core::wake::{PubSubKind, ReleaseWaker};
 use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
 
 use crate::health::Health;
@@ -276,6 +311,12 @@ pub struct FredBackend<C: ClientLike = Client> {
     /// connection error and reconnection (standalone clients built here
     /// only).
     clock: Option<Arc<NodeClock>>,
+    /// Restart quarantine from fred's connection events, drained when asked:
+    /// the masters' ages per slot of a cluster client built here (set at
+    /// construction), or the ages of a fred [`Client`] passed to
+    /// [`new`](FredBackend::new) (subscribed on first use under quarantine).
+    /// Empty for a standalone client built here, which uses `clock`.
+    followed: OnceLock<Option<cluster_age::ClusterAges>>,
 }
 
 impl<C: ClientLike> FredBackend<C> {
@@ -289,6 +330,9 @@ impl<C: ClientLike> FredBackend<C> {
     /// write attempt (no replay after a reconnection). `name` is what
     /// [`describe`](LockBackend::describe) reports in statistics and logs; keep
     /// passwords out of it.
+    ///
+    /// Restart quarantine works when `C` is fred's [`Client`] (standalone or
+    /// clustered): see the [crate docs](crate#restart-quarantine).
     pub fn new(client: C, name: impl Into<String>) -> Self {
         FredBackend {
             client: client.with_options(&call_options(&client, Some(DEFAULT_COMMAND_TIMEOUT))),
@@ -299,6 +343,7 @@ impl<C: ClientLike> FredBackend<C> {
             task: None,
             releases: None,
             clock: None,
+            followed: OnceLock::new(),
         }
     }
 
@@ -423,9 +468,12 @@ impl<C: ClientLike + KeysInterface> FredBackend<C> {
     /// Restart quarantine: a call that failed on the connection (broken,
     /// refused, timed out) makes the node's age unknown until read again.
     fn forget_if_broken(&self, error: BackendError) -> BackendError {
-        if let Some(clock) = &self.clock {
-            if matches!(error.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
+        if matches!(error.kind(), ErrorKind::Connection | ErrorKind::Timeout) {
+            if let Some(clock) = &self.clock {
                 clock.forget();
+            }
+            if let Some(Some(ages)) = self.followed.get() {
+                ages.forget();
             }
         }
         error
@@ -438,7 +486,14 @@ impl<C: ClientLike + KeysInterface> FredBackend<C> {
         &self,
         request: &Request<'_>,
         max_ttl: Duration,
+        followed: Option<&cluster_age::ClusterAges>,
     ) -> Result<Reply, BackendError> {
+        if let Some(ages) = followed {
+            let generation = ages.admit(request.resources(), max_ttl)?;
+            let reply = self.run(Call::acquire(request), request).await?;
+            ages.confirm(generation)?;
+            return Ok(reply);
+        }
         let Some(clock) = &self.clock else {
             return Err(quarantine_unsupported());
         };
@@ -545,9 +600,10 @@ fn call_options<C: ClientLike>(client: &C, timeout: Option<Duration>) -> Options
 fn quarantine_unsupported() -> BackendError {
     BackendError::new(
         ErrorKind::Unsupported,
-        "restart quarantine needs a standalone FredBackend built by connect or from_config \
-         (it follows the connection's events to notice a restart); a cluster backend, or a \
-         client passed to FredBackend::new, cannot; turn restart_quarantine off for it",
+        "restart quarantine needs a FredBackend built by connect, connect_cluster or \
+         from_config, or a fred Client passed to FredBackend::new (it follows the \
+         connections' events to notice a restart); other client types (a Pool, ...) \
+         cannot; turn restart_quarantine off for them",
     )
 }
 
@@ -570,12 +626,32 @@ impl<C: ClientLike> std::fmt::Debug for FredBackend<C> {
     }
 }
 
+impl<C: ClientLike + 'static> FredBackend<C> {
+    /// The ages followed from fred's events, if any: see the `followed`
+    /// field. A fred [`Client`] passed to [`new`](FredBackend::new) is
+    /// subscribed to here, the first time quarantine asks (every age starts
+    /// unknown, so earlier events do not matter); other client types (a
+    /// pool, ...) have none.
+    fn followed(&self) -> Option<&cluster_age::ClusterAges> {
+        self.followed
+            .get_or_init(|| {
+                let client: &C = &self.client;
+                (client as &dyn Any)
+                    .downcast_ref::<Client>()
+                    .map(cluster_age::ClusterAges::watch)
+            })
+            .as_ref()
+    }
+}
+
 #[async_trait]
 impl<C: ClientLike + KeysInterface + 'static> LockBackend for FredBackend<C> {
     async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
         self.refuse_if_down()?;
         if let Some(max_ttl) = request.restart_quarantine() {
-            return self.acquire_quarantined(request, max_ttl).await;
+            return self
+                .acquire_quarantined(request, max_ttl, self.followed())
+                .await;
         }
         self.run(Call::acquire(request), request).await
     }
@@ -620,13 +696,50 @@ impl<C: ClientLike + KeysInterface + 'static> LockBackend for FredBackend<C> {
         }
     }
 
-    fn node_age(&self, _resources: &[String]) -> NodeAge {
+    async fn inspect(&self, inspection: &Inspection) -> Result<Vec<ServerReplies>, BackendError> {
+        self.refuse_if_down()?;
+        self.run_inspection(inspection).await
+    }
+
+    fn pubsub_kind(&self) -> PubSubKind {
+        // A cluster's waiters subscribe to shard channels.
+        if self.clustered {
+            PubSubKind::Sharded
+        } else {
+            PubSubKind::Classic
+        }
+    }
+
+    fn node_age(&self, resources: &[String]) -> NodeAge {
+        if let Some(ages) = self.followed() {
+            return ages.age(resources);
+        }
         // Without a clock the age is never known: the core then asks
         // `refresh_node_age`, which says why.
         self.clock.as_ref().map_or(NodeAge::Unknown, |c| c.age())
     }
 
-    async fn refresh_node_age(&self, _resources: &[String]) -> Result<(), BackendError> {
+    async fn refresh_node_age(&self, resources: &[String]) -> Result<(), BackendError> {
+        if let Some(ages) = self.followed() {
+            // `INFO server` from the master that serves the resources' slot
+            // (fred routes a custom command by the slot given), read again
+            // if a connection was made meanwhile.
+            let slot = ages.slot(resources)?;
+            for _ in 0..cluster_age::READS {
+                let generation = ages.generation();
+                let command =
+                    CustomCommand::new_static(INFO_SERVER[0], ClusterHash::Custom(slot), false);
+                let value = self
+                    .client
+                    .custom::<Value, _>(command, vec![Value::from(INFO_SERVER[1])])
+                    .await
+                    .map_err(|e| self.forget_if_broken(self.explain(e)))?;
+                if ages.learn(slot, generation, &value, Instant::now())? {
+                    break;
+                }
+            }
+            return Ok(());
+        }
         let Some(clock) = &self.clock else {
             return Err(quarantine_unsupported());
         };

@@ -151,12 +151,42 @@
 //! read `INFO server` (`uptime_in_seconds`, `run_id`); an acquire is refused
 //! ([`ErrorKind::Quarantined`]) while the node is younger than the window,
 //! and a vote whose connection broke during the call is not counted. Nothing
-//! is sent on the hot path. A [`RedisClusterBackend`] answers
-//! [`ErrorKind::Unsupported`] under quarantine: the cluster client retries a
-//! command on a fresh connection to a restarted master without reporting the
-//! break. A `ConnectionManager` you build yourself over RESP3 reconnects on
-//! its push without failing a call, which this crate cannot see: use
-//! [`RedisBackend::connect_with_config`] for quarantine over RESP3.
+//! is sent on the hot path. A `ConnectionManager` you build yourself over
+//! RESP3 reconnects on its push without failing a call, which this crate
+//! cannot see: use [`RedisBackend::connect_with_config`] for quarantine over
+//! RESP3.
+//!
+//! On a [`RedisClusterBackend`] built by [`RedisBackend::connect_cluster`],
+//! each master is a node for the quarantine: the age that decides an
+//! acquire is that of the master serving the resources' hash slot, read by
+//! `INFO server` routed to that slot's master by redis-rs's own slot map
+//! (see [`redlock_core::cluster_age`]). The cluster client retries a command
+//! on a fresh connection to a restarted master without reporting the break,
+//! and its RESP3 disconnection pushes carry no address and arrive after the
+//! reconnection started; but it resolves a node's host through its
+//! configured DNS resolver before every connection it makes. The backend
+//! installs a resolver that first makes every master's age unknown (then
+//! resolves as usual: address literals as is, names through the system
+//! resolver on a short-lived thread). So a reply over a new connection never
+//! counts on an age read before it. A master with another `run_id` than the
+//! one last read for the slot (restarted, or a replica promoted by a
+//! failover, which may lack its old master's last writes) is quarantined for
+//! the whole window from the moment it is read, whatever its uptime; a slot
+//! first read after a failover is judged by its master's uptime. After any
+//! new connection, each slot in use costs one `INFO server` before its next
+//! vote. A cluster connection you build yourself and pass to
+//! [`RedisBackend::new`] answers [`ErrorKind::Unsupported`] under
+//! quarantine (this crate cannot see its connections).
+//!
+//! # Doctor and lock status
+//!
+//! [`LockBackend::inspect`] sends the core's read-only commands
+//! ([`Redlock::doctor`](redlock_core::Redlock::doctor): `INFO`, `CONFIG GET`,
+//! `CLUSTER INFO`, `TIME`; [`Redlock::status`](redlock_core::Redlock::status):
+//! `GET`, `PTTL`) as they are: on a standalone node one after the other, on a
+//! cluster to every master (`AllMasters`, one answer per master) or routed by
+//! key. A server's error reply (a `CONFIG` an ACL refuses) is handed back in
+//! the command's place, for the core to report.
 //!
 //! # Runtimes and features
 //!
@@ -188,6 +218,9 @@ compile_error!(
     "redlock-redis-rs needs a runtime for redis-rs: enable the `tokio` or the `smol` feature"
 );
 
+#[cfg(feature = "cluster")]
+mod cluster_age;
+mod doctor;
 mod error;
 mod tls;
 mod wake;
@@ -200,8 +233,9 @@ use std::time::{Duration, Instant};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{ConnectionAddr, ConnectionInfo, IntoConnectionInfo, RedisError, Value};
 use redlock_core::age::{NodeClock, ServerInfo, INFO_SERVER};
+use redlock_core::inspect::{Inspection, ServerReplies};
 use redlock_core::protocol::{Arg, Call, RawReply};
-use redlock_core::wake::ReleaseWaker;
+use redlock_core::wake::{PubSubKind, ReleaseWaker};
 use redlock_core::{async_trait, BackendError, ErrorKind, LockBackend, NodeAge, Reply, Request};
 
 pub use error::{backend_error, error_kind};
@@ -261,6 +295,10 @@ pub struct RedisBackend<C = ConnectionManager> {
     releases: wake::SharedWatch,
     /// Restart quarantine: the node's age, read on (re)connection.
     clock: Arc<NodeClock>,
+    /// Restart quarantine on a cluster built by `connect_cluster`: the
+    /// masters' ages, per slot.
+    #[cfg(feature = "cluster")]
+    cluster_ages: Option<Arc<cluster_age::ClusterAges>>,
 }
 
 /// A whole Redis Cluster as one Redlock voter. Build it with
@@ -288,6 +326,8 @@ where
             cluster,
             releases: None,
             clock: Arc::new(NodeClock::new()),
+            #[cfg(feature = "cluster")]
+            cluster_ages: None,
         }
     }
 
@@ -318,10 +358,10 @@ where
     async fn run(
         &self,
         call: Call<'_>,
-        quarantine: Option<Duration>,
+        quarantine: Option<(Duration, &[String])>,
     ) -> Result<Reply, BackendError> {
         let admitted = match quarantine {
-            Some(max_ttl) => Some(self.clock.admit(max_ttl)?),
+            Some((max_ttl, resources)) => Some(self.admit(max_ttl, resources)?),
             None => None,
         };
         let mut conn = self.conn.clone();
@@ -330,7 +370,7 @@ where
                 // Forgotten in the poll that saw the break (the one in which
                 // the connection manager starts reconnecting), before
                 // anything else is sent.
-                self.clock.forget();
+                self.forget();
                 // The command never left: a connection manager that saw the
                 // node die has just started reconnecting, so one more try
                 // finds a node that came back.
@@ -342,16 +382,51 @@ where
             }
             other => other,
         }
-        .map_err(|err| {
-            if broke(&err) {
-                self.clock.forget();
-            }
-            error::mapped(err, Some(self.cluster))
-        })?;
+        .map_err(|err| self.mapped(err))?;
         if let Some(generation) = admitted {
-            self.clock.confirm(generation)?;
+            self.confirm(generation)?;
         }
         call.reply(raw_reply(&value))
+    }
+
+    /// Maps a redis-rs error; one that broke a connection forgets the age.
+    fn mapped(&self, err: RedisError) -> BackendError {
+        if broke(&err) {
+            self.forget();
+        }
+        error::mapped(err, Some(self.cluster))
+    }
+
+    /// Before an acquire under restart quarantine: the node's (or, on a
+    /// cluster, the slot's master's) admission ticket.
+    fn admit(&self, max_ttl: Duration, resources: &[String]) -> Result<u64, BackendError> {
+        #[cfg(feature = "cluster")]
+        if let Some(ages) = &self.cluster_ages {
+            return ages.admit(resources, max_ttl);
+        }
+        let _ = resources;
+        if self.cluster {
+            return Err(cluster_quarantine_unsupported());
+        }
+        self.clock.admit(max_ttl)
+    }
+
+    /// After the reply to an admitted acquire: whether its vote counts.
+    fn confirm(&self, generation: u64) -> Result<(), BackendError> {
+        #[cfg(feature = "cluster")]
+        if let Some(ages) = &self.cluster_ages {
+            return ages.confirm(generation);
+        }
+        self.clock.confirm(generation)
+    }
+
+    /// A connection broke: every age this backend knows is unknown.
+    fn forget(&self) {
+        #[cfg(feature = "cluster")]
+        if let Some(ages) = &self.cluster_ages {
+            ages.forget();
+        }
+        self.clock.forget();
     }
 }
 
@@ -518,9 +593,16 @@ impl RedisBackend<redis::cluster_async::ClusterConnection> {
         check_runtime()?;
         let releases = Some(Arc::new(wake::ReleaseWatch::cluster(infos.clone())));
         let client = cluster_builder(infos).build().map_err(backend_error)?;
-        let conn = client.get_pending_async_connection_with_config(cluster_config());
+        // Restart quarantine: every connection the client makes to a node
+        // goes through this resolver first (see `cluster_age`).
+        let clock = Arc::new(redlock_core::cluster_age::ClusterClock::new());
+        let config =
+            cluster_config().set_dns_resolver(cluster_age::ForgetOnConnect::new(clock.clone()));
+        let conn = client.get_pending_async_connection_with_config(config);
+        let ages = cluster_age::ClusterAges::new(clock, conn.clone());
         let mut backend = RedisBackend::new(conn, name);
         backend.releases = releases;
+        backend.cluster_ages = Some(Arc::new(ages));
         Ok(backend)
     }
 }
@@ -585,11 +667,10 @@ where
     C: ConnectionLike + Clone + Send + Sync + 'static,
 {
     async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
-        if self.cluster && request.restart_quarantine().is_some() {
-            return Err(cluster_quarantine_unsupported());
-        }
-        self.run(Call::acquire(request), request.restart_quarantine())
-            .await
+        let quarantine = request
+            .restart_quarantine()
+            .map(|max_ttl| (max_ttl, request.resources()));
+        self.run(Call::acquire(request), quarantine).await
     }
 
     async fn extend(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
@@ -604,11 +685,25 @@ where
         self.run(Call::script(request), None).await
     }
 
-    fn node_age(&self, _resources: &[String]) -> NodeAge {
+    fn node_age(&self, resources: &[String]) -> NodeAge {
+        #[cfg(feature = "cluster")]
+        if let Some(ages) = &self.cluster_ages {
+            return ages.age(resources);
+        }
+        let _ = resources;
+        if self.cluster {
+            // Never known: the core asks `refresh_node_age`, which says why.
+            return NodeAge::Unknown;
+        }
         self.clock.age()
     }
 
-    async fn refresh_node_age(&self, _resources: &[String]) -> Result<(), BackendError> {
+    async fn refresh_node_age(&self, resources: &[String]) -> Result<(), BackendError> {
+        #[cfg(feature = "cluster")]
+        if let Some(ages) = &self.cluster_ages {
+            return ages.refresh(resources, |err| self.mapped(err)).await;
+        }
+        let _ = resources;
         if self.cluster {
             return Err(cluster_quarantine_unsupported());
         }
@@ -618,12 +713,7 @@ where
             .arg(INFO_SERVER[1])
             .query_async(&mut conn)
             .await
-            .map_err(|err| {
-                if broke(&err) {
-                    self.clock.forget();
-                }
-                error::mapped(err, Some(self.cluster))
-            })?;
+            .map_err(|err| self.mapped(err))?;
         let received = Instant::now();
         let info = youngest(&value).ok_or_else(|| {
             BackendError::new(
@@ -633,6 +723,16 @@ where
         })?;
         self.clock.learn(generation, &info, received);
         Ok(())
+    }
+
+    async fn inspect(&self, inspection: &Inspection) -> Result<Vec<ServerReplies>, BackendError> {
+        doctor::inspect(&self.conn, inspection, |err| {
+            if broke(&err) {
+                self.clock.forget();
+            }
+            error::mapped(err, Some(self.cluster))
+        })
+        .await
     }
 
     async fn watch_releases(
@@ -657,18 +757,29 @@ where
         }
     }
 
+    fn pubsub_kind(&self) -> PubSubKind {
+        // A cluster's waiters subscribe to shard channels.
+        if self.cluster {
+            PubSubKind::Sharded
+        } else {
+            PubSubKind::Classic
+        }
+    }
+
     fn describe(&self) -> Cow<'_, str> {
         Cow::Borrowed(&self.name)
     }
 }
 
-/// Restart quarantine on a cluster backend: see the crate docs.
+/// Restart quarantine on a cluster connection built outside this crate:
+/// see the crate docs.
 fn cluster_quarantine_unsupported() -> BackendError {
     BackendError::new(
         ErrorKind::Unsupported,
-        "restart quarantine is not supported on a Redis Cluster backend yet: the cluster \
-         client retries commands on fresh connections, which hides a master's restart; \
-         use independent standalone nodes, or turn restart_quarantine off",
+        "restart quarantine on a Redis Cluster needs a backend built by \
+         RedisBackend::connect_cluster (which sees every connection the cluster client makes); \
+         a cluster connection passed to RedisBackend::new cannot show a master's restart; \
+         turn restart_quarantine off for it",
     )
 }
 

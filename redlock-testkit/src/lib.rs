@@ -27,6 +27,48 @@
 //! libfaketime (`apt-get install faketime`); without it they fail with
 //! [`LaunchError::MissingLibfaketime`](server::LaunchError::MissingLibfaketime).
 //!
+//! # Depending on it from outside this workspace
+//!
+//! The testkit is an ordinary dev-dependency. Take `redlock-core` and
+//! `redlock-testkit` from the same release (or the same git revision, or
+//! the same checkout): the suite's cases are generic over `redlock-core`'s
+//! [`LockBackend`], and two versions of that trait are two different traits
+//! to the compiler.
+//!
+//! ```toml
+//! [dependencies]
+//! redlock-core = "0.1"
+//!
+//! [dev-dependencies]
+//! redlock-testkit = "0.1"
+//! # or, before a release: the same source for both crates
+//! # redlock-core = { git = "<the redlock repository>" }
+//! # redlock-testkit = { git = "<the redlock repository>" }
+//! # or a local checkout:
+//! # redlock-core = { path = "../redlock/redlock-core" }
+//! # redlock-testkit = { path = "../redlock/redlock-testkit" }
+//! ```
+//!
+//! Then one file in your `tests/` runs the suite. For a backend that keeps
+//! its state in process (no Redis), the in-process fixture needs nothing
+//! else installed; a `Fn() -> B` makes each node:
+//!
+//! ```no_run
+//! // tests/conformance.rs of a crate outside this workspace
+//! # mod my_lock_store { pub use redlock_core::MemoryBackend as MyStore; }
+//! redlock_testkit::conformance_tests!(
+//!     fixture = redlock_testkit::fixture::InProcess::new(my_lock_store::MyStore::new),
+//!     block_on = redlock_testkit::block_on_futures,
+//! );
+//! # fn main() {}
+//! ```
+//!
+//! Cases that need real Redis (through a [`Connector`], below) need
+//! `redis-server` and `redis-cli` on the `PATH` of `cargo test`; they start
+//! their own servers on free loopback ports, so nothing else must run.
+//! The macro names only `redlock_testkit` paths: your crate needs no other
+//! import for it.
+//!
 //! # Writing a new adapter
 //!
 //! A backend for a new Redis client is three steps and one macro call.
@@ -219,15 +261,20 @@ impl Capabilities {
     /// Restart quarantine: [`LockBackend::node_age`] tracks the node's age
     /// (read on every (re)connection) and a restarted node is quarantined.
     pub const RESTART_QUARANTINE: Capabilities = Capabilities(1 << 4);
+    /// Read-only inspection of the nodes ([`LockBackend::inspect`]): what
+    /// [`Redlock::doctor`](redlock_core::Redlock::doctor) and
+    /// [`Redlock::status`](redlock_core::Redlock::status) run on.
+    pub const INSPECT: Capabilities = Capabilities(1 << 5);
     /// Every capability.
-    pub const ALL: Capabilities = Capabilities(0b1_1111);
+    pub const ALL: Capabilities = Capabilities(0b11_1111);
 
-    const NAMES: [(Capabilities, &'static str); 5] = [
+    const NAMES: [(Capabilities, &'static str); 6] = [
         (Capabilities::FENCING, "fencing"),
         (Capabilities::WAKE_ON_RELEASE, "wake-on-release"),
         (Capabilities::CUSTOM_SCRIPTS, "custom scripts"),
         (Capabilities::CLUSTER, "cluster"),
         (Capabilities::RESTART_QUARANTINE, "restart quarantine"),
+        (Capabilities::INSPECT, "inspection (doctor, status)"),
     ];
 
     /// Both sets.

@@ -83,6 +83,28 @@ macro_rules! conformance_cases {
                 "defaults: a lock nobody waits for publishes nothing; a waiter's channel is subscribed while it waits, and dropped with its release";
             restart_quarantine => "3", [Restart], [RESTART_QUARANTINE],
                 "TTL above the window `InvalidInput`; a node restarted without persistence fails `Quarantined` with the time left, never holds the key, and votes again after the window";
+            cluster_restart_quarantine => "cluster", [Cluster], [CLUSTER, RESTART_QUARANTINE],
+                "each master is a node: the master of a held key restarted without persistence (same slots) fails `Quarantined` with the time left, grants no lock on the lost key, while another master votes; it votes again after the window";
+            doctor_healthy_set => "3", [], [INSPECT],
+                "3 nodes with AOF (`appendfsync always`) and `noeviction`: every finding ok, one printed line per finding";
+            doctor_evicting_policy => "3", [Reconfigure], [INSPECT],
+                "`maxmemory-policy allkeys-lru` on one node: the report fails on that node's eviction check only, naming the node";
+            doctor_node_listed_twice => "2", [], [INSPECT],
+                "one server given twice: both entries fail independence (same `run_id`), the other node passes";
+            doctor_replica_caught => "3", [Reconfigure], [INSPECT],
+                "a node made a replica (`REPLICAOF`): its role fails, then its independence (its master's replication id); the master warns";
+            doctor_two_nodes_warn => "2", [], [INSPECT],
+                "N = 2: a node-count warning about the set, the report still passes; under a 1 h restart quarantine fresh nodes warn on uptime and no AOF is covered";
+            doctor_cluster => "cluster", [Cluster], [CLUSTER, INSPECT],
+                "a Redis Cluster as one node: one finding per master and check, all 16384 slots served, nothing fails; the status of a tagged pair read by slot";
+            doctor_config_refused => "3", [Reconfigure], [INSPECT],
+                "`CONFIG` refused by an ACL: persistence and eviction say so and fall back to `INFO`; nothing fails";
+            doctor_dead_node => "3", [Kill], [INSPECT],
+                "a killed node fails `reachable`, its other checks not checked; the status reports it unread, the lock still held by a quorum";
+            doctor_paused_node => "3", [Pause], [INSPECT],
+                "a paused node: the doctor gives up on it by its timeout at the latest (reachable fails), reports the others; the status reports it unread";
+            lock_status => "3", [], [INSPECT],
+                "a lock shows with its TTL on the nodes that took it, held by a quorum under its value (never printed), fence counter = token with fencing; one foreign node: no quorum; after release: free";
         }
     };
 }

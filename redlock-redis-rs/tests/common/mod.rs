@@ -41,7 +41,8 @@ impl Connector for RedisRsConnector {
         let capabilities = Capabilities::FENCING
             | Capabilities::WAKE_ON_RELEASE
             | Capabilities::CUSTOM_SCRIPTS
-            | Capabilities::RESTART_QUARANTINE;
+            | Capabilities::RESTART_QUARANTINE
+            | Capabilities::INSPECT;
         if cfg!(feature = "cluster") {
             capabilities | Capabilities::CLUSTER
         } else {

@@ -12,17 +12,17 @@ use crate::probe::ClusterProbe;
 use crate::server::RedisCluster;
 use crate::Capabilities;
 
-struct ClusterCase<'f, F> {
+pub(super) struct ClusterCase<'f, F> {
     fixture: &'f F,
-    prefix: String,
-    cluster: RedisCluster,
-    probe: ClusterProbe,
+    pub(super) prefix: String,
+    pub(super) cluster: RedisCluster,
+    pub(super) probe: ClusterProbe,
 }
 
 impl<'f, F: Fixture> ClusterCase<'f, F> {
     /// A 3-master cluster, or `None` after printing why the fixture cannot
     /// run case `name`.
-    fn start(fixture: &'f F, name: &'static str) -> Option<Self> {
+    pub(super) fn start(fixture: &'f F, name: &'static str) -> Option<Self> {
         if !runnable(fixture, name, name) {
             return None;
         }
@@ -39,7 +39,7 @@ impl<'f, F: Fixture> ClusterCase<'f, F> {
 
     /// A builder over one fresh cluster backend. The backend declared the
     /// cluster capability, so it must make one.
-    async fn builder(&self) -> RedlockBuilder {
+    pub(super) async fn builder(&self) -> RedlockBuilder {
         let urls = self.cluster.urls();
         let backend = self
             .fixture
@@ -54,7 +54,7 @@ impl<'f, F: Fixture> ClusterCase<'f, F> {
         fast_builder(vec![backend])
     }
 
-    fn finish(self) {
+    pub(super) fn finish(self) {
         let left = self.probe.keys(&format!("*{}*", glob_escape(&self.prefix)));
         assert!(left.is_empty(), "keys left behind on the cluster: {left:?}");
         drop(self.cluster);

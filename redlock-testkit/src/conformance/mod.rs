@@ -58,7 +58,9 @@ use crate::Capabilities;
 mod basics;
 mod case;
 mod cluster;
+mod cluster_quarantine;
 mod contention;
+mod doctor;
 mod faults;
 mod fencing;
 mod input;
@@ -77,7 +79,13 @@ pub use case::skip_reason;
 pub use cluster::{
     cluster_cross_slot_rejected, cluster_hash_tagged_multi_resource, cluster_wake_is_sharded,
 };
+pub use cluster_quarantine::cluster_restart_quarantine;
 pub use contention::contention;
+pub use doctor::{
+    doctor_cluster, doctor_config_refused, doctor_dead_node, doctor_evicting_policy,
+    doctor_healthy_set, doctor_node_listed_twice, doctor_paused_node, doctor_replica_caught,
+    doctor_two_nodes_warn, lock_status,
+};
 pub use faults::{
     node_restart_with_persistence, password_in_url, paused_node_times_out,
     unreachable_node_refused, wrong_password_rejected,
@@ -162,7 +170,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(seen.len(), 38, "the real-Redis suite has 38 tests");
+        assert_eq!(seen.len(), 49, "the real-Redis suite has 49 tests");
     }
 
     #[test]
