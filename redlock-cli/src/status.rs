@@ -106,7 +106,8 @@ pub async fn status(args: StatusArgs, urls: &[String]) -> Result<u8, Failure> {
             exit::UNAVAILABLE,
             format!(
                 "could read only {read} of {} nodes, fewer than a quorum ({}): the status is \
-                 unknown; check that most of the nodes are up and reachable",
+                 unknown; check that most of the nodes are up, reachable, and accept the \
+                 password in their URL",
                 status.nodes.len(),
                 status.quorum_size
             ),
@@ -139,8 +140,8 @@ fn render(status: &LockStatus) -> String {
             status.unreadable_nodes()
         ),
         Verdict::Unknown => format!(
-            "UNKNOWN: no quorum seen holding {resources}: {} of {n} nodes hold it (quorum {q}), \
-             but {} could not be read and might\n",
+            "UNKNOWN: {resources} is not held by a quorum of the nodes read: {} of {n} nodes \
+             hold it (quorum {q}), but the {} not read could make one\n",
             status.nodes_holding(),
             status.unreadable_nodes()
         ),
