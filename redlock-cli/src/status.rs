@@ -27,6 +27,8 @@ the verdict: HELD when a quorum of nodes holds every resource under one \
 value (one holder), FREE when no holder can have a quorum, and UNKNOWN when \
 the nodes that could not be read might make one. Lock values are never shown.
 
+With --json, prints one JSON object instead (see README.md for its fields).
+
 Exits 0 when a quorum of nodes could be read, whether or not the lock is \
 held (read the verdict); 69 when fewer could be read, since the answer is \
 then unknown.";
@@ -45,6 +47,11 @@ pub struct StatusArgs {
     /// How long each node may take to answer
     #[arg(long, value_name = "DURATION", default_value = "2s", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// Print one JSON object instead of text: verdict, quorum, and per node
+    /// each key's state, TTL in milliseconds and fence counter
+    #[arg(long)]
+    pub json: bool,
 
     /// The resources (Redis keys, taken as given), as they were locked
     #[arg(value_name = "RESOURCE", required = true)]
@@ -99,7 +106,12 @@ pub async fn status(args: StatusArgs, urls: &[String]) -> Result<u8, Failure> {
             Error::InvalidInput(_) | Error::InvalidConfig(_) => Failure::usage(error.to_string()),
             _ => Failure::new(exit::UNAVAILABLE, error.to_string()),
         })?;
-    print!("{}", nodes::scrub_all(&render(&status), urls));
+    let text = if args.json {
+        format!("{}\n", to_json(&status))
+    } else {
+        render(&status)
+    };
+    print!("{}", nodes::scrub_all(&text, urls));
     let read = status.nodes.len() - status.unreadable_nodes();
     if read < status.quorum_size {
         return Err(Failure::new(
@@ -114,6 +126,79 @@ pub async fn status(args: StatusArgs, urls: &[String]) -> Result<u8, Failure> {
         ));
     }
     Ok(0)
+}
+
+impl Verdict {
+    fn name(self) -> &'static str {
+        match self {
+            Verdict::Held => "held",
+            Verdict::Free => "free",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+/// The status as one JSON object (no lock value):
+///
+/// ```text
+/// {"resources":["job"],"verdict":"held","quorum":2,"nodes_holding":3,
+///  "nodes_unread":0,"nodes":[{"node":"redis://10.0.0.1:6379","error":null,
+///  "keys":[{"resource":"job","state":"held","ttl_ms":27412,"fence":41}]}]}
+/// ```
+///
+/// `nodes_holding` counts the nodes that hold every resource (under any
+/// value). `state` is `free`, `held` or `unreadable` (with `error`); `ttl_ms` is
+/// null for a key without expiry; `fence` is null without a counter; a node
+/// not read has `error` set and `keys` null.
+fn to_json(status: &LockStatus) -> serde_json::Value {
+    use serde_json::json;
+    let nodes: Vec<_> = status
+        .nodes
+        .iter()
+        .map(|node| match &node.keys {
+            Err(error) => json!({"node": node.node, "error": error.to_string(), "keys": null}),
+            Ok(keys) => {
+                let keys: Vec<_> = keys
+                    .iter()
+                    .map(|key| {
+                        let (state, ttl, error) = match &key.state {
+                            KeyState::Free => ("free", None, None),
+                            KeyState::Held { ttl, .. } => (
+                                "held",
+                                ttl.map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+                                None,
+                            ),
+                            KeyState::Unreadable(error) => {
+                                ("unreadable", None, Some(error.clone()))
+                            }
+                            _ => ("unknown", None, None),
+                        };
+                        let mut entry = json!({
+                            "resource": key.resource,
+                            "state": state,
+                            "fence": key.fence,
+                        });
+                        if state == "held" {
+                            entry["ttl_ms"] = json!(ttl);
+                        }
+                        if let Some(error) = error {
+                            entry["error"] = json!(error);
+                        }
+                        entry
+                    })
+                    .collect();
+                json!({"node": node.node, "error": null, "keys": keys})
+            }
+        })
+        .collect();
+    json!({
+        "resources": status.resources,
+        "verdict": Verdict::of(status).name(),
+        "quorum": status.quorum_size,
+        "nodes_holding": status.nodes_holding(),
+        "nodes_unread": status.unreadable_nodes(),
+        "nodes": nodes,
+    })
 }
 
 /// `29.870s`: a TTL to the millisecond, easy to read and to parse.

@@ -99,6 +99,35 @@ fn status_shows_a_lock_held_by_a_quorum_then_free_after_release() {
         "the lock value is never printed:\n{text}"
     );
 
+    // The same as JSON, for scripts.
+    let out = output(redlock(&urls).args(["status", "--json", "--timeout", "20s", "job:status"]));
+    let after_json = holding();
+    assert_eq!(code(&out), Some(0), "{}", both(&out));
+    let text = stdout(&out);
+    assert!(!text.contains(lock.value()), "no lock value:\n{text}");
+    let json: serde_json::Value = serde_json::from_str(&text).expect("one JSON object");
+    assert_eq!(json["verdict"], "held", "{json}");
+    assert_eq!(json["quorum"], 2, "{json}");
+    let per_node = json["nodes"].as_array().expect("nodes");
+    assert_eq!(per_node.len(), 3, "{json}");
+    let mut held = 0;
+    for (i, node) in per_node.iter().enumerate() {
+        assert_eq!(node["node"], urls[i].as_str(), "{json}");
+        let key = &node["keys"][0];
+        assert_eq!(key["resource"], "job:status", "{json}");
+        if key["state"] == "held" {
+            assert!(after_json[i], "{json}");
+            held += 1;
+            let ttl = key["ttl_ms"].as_u64().expect("a TTL in ms");
+            assert!(ttl > 0 && ttl <= 600_000, "{json}");
+        } else {
+            assert_eq!(key["state"], "free", "{json}");
+        }
+        assert!(key["fence"].is_null() || key["fence"] == token, "{json}");
+    }
+    assert!(held >= 2, "{json}");
+    assert_eq!(json["nodes_holding"], held, "{json}");
+
     rt.block_on(lock.release()).expect("release");
     // A release may return before its last node answered: wait for the
     // keys to be gone everywhere (an event, polled with a long deadline).
