@@ -4,6 +4,11 @@
 //! They follow sysexits.h where a code exists for the case, and the shells
 //! for a command that could not start or died of a signal.
 
+/// `redlock doctor`: a check failed (a `FAIL` line names it and the node).
+/// No sysexits code means "the environment is checked and found wanting";
+/// 1 is what checkers and linters use.
+pub const CHECK_FAILED: u8 = 1;
+
 /// Bad usage: an unknown option, a malformed duration or node URL, no nodes,
 /// or input the lock refuses (an empty resource name, a TTL too short).
 /// sysexits' EX_USAGE.
@@ -43,7 +48,32 @@ pub fn signal(signo: i32) -> u8 {
     u8::try_from(i32::from(SIGNAL_BASE).saturating_add(signo)).unwrap_or(u8::MAX)
 }
 
-/// The table `redlock --help` and `redlock run --help` end with.
+/// The table `redlock --help` ends with: every subcommand's codes.
+pub const ALL_HELP: &str = "\
+Exit status of redlock run:
+  CMD's own     CMD ran and exited: its status is passed through
+  128+N         CMD died of signal N (redlock itself forwards SIGINT and
+                SIGTERM to CMD; before CMD started they end redlock with 128+N)
+   64           bad usage (options, durations, node URLs, resource names)
+   69           no quorum: too few nodes answered; check that most are up
+   70           the lock was lost while CMD ran; CMD got SIGTERM (then SIGKILL)
+   75           the resource is held by someone else (--conflict-exit-code)
+   78           a node refused for good (password/ACL, CROSSSLOT, script)
+  126           CMD could not be executed
+  127           CMD was not found
+
+Exit status of redlock status:
+    0           a quorum of nodes was read (the first line says HELD, FREE
+                or UNKNOWN)
+   64           bad usage
+   69           fewer than a quorum of nodes could be read: status unknown
+
+Exit status of redlock doctor:
+    0           no check failed (there may be warnings)
+    1           a check failed: a FAIL line says which, on which node
+   64           bad usage";
+
+/// The table `redlock run --help` ends with.
 pub const HELP: &str = "\
 Exit status:
   CMD's own     CMD ran and exited: its status is passed through
@@ -80,6 +110,14 @@ mod tests {
             NOT_FOUND,
         ] {
             assert!(HELP.contains(&format!(" {code} ")), "{code} missing");
+            assert!(ALL_HELP.contains(&format!(" {code} ")), "{code} missing");
         }
+        assert!(
+            ALL_HELP.contains(&format!(" {CHECK_FAILED} ")),
+            "doctor's code missing"
+        );
+        // The overall table starts with run's, word for word.
+        let run_rows = HELP.split_once('\n').map_or("", |(_, rows)| rows);
+        assert!(ALL_HELP.contains(run_rows), "run's table differs");
     }
 }

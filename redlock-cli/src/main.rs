@@ -3,19 +3,24 @@
 //! `redlock run RESOURCE... -- CMD [ARGS...]` is a distributed `flock`: it
 //! takes a Redlock lock on a majority of independent Redis nodes, runs the
 //! command, keeps the lock extended while the command runs, releases it when
-//! the command exits, and exits with the command's status. See README.md for
-//! the guide and [`exit`] for the exit codes.
+//! the command exits, and exits with the command's status. `redlock status
+//! RESOURCE...` shows who holds a lock, node by node; `redlock doctor` checks
+//! the nodes against Redlock's assumptions. See README.md for the guide and
+//! [`exit`] for the exit codes.
 //!
 //! This file parses the command line and dispatches; each subcommand lives in
-//! its own module (`run.rs`), and what subcommands share is in `nodes.rs`
+//! its own module (`run.rs`, `status.rs`, `doctor.rs`), and what subcommands
+//! share is in `nodes.rs`
 //! (the node list), `exit.rs` (exit codes) and `fail.rs` (messages).
 
 mod child;
+mod doctor;
 mod exit;
 mod fail;
 mod nodes;
 mod run;
 mod signals;
+mod status;
 
 use std::process::ExitCode;
 
@@ -35,8 +40,10 @@ use crate::fail::Failure;
         server, not replicas of one another.\n\n\
         Example:\n  \
         redlock --nodes redis://a:6379,redis://b:6379,redis://c:6379 \\\n    \
-        run nightly-report -- ./make-report.sh --full",
-    after_help = exit::HELP,
+        run nightly-report -- ./make-report.sh --full\n  \
+        redlock status nightly-report\n  \
+        redlock doctor",
+    after_help = exit::ALL_HELP,
     propagate_version = true,
     subcommand_required = true,
     arg_required_else_help = true
@@ -68,11 +75,21 @@ enum Command {
         after_help = exit::HELP,
     )]
     Run(run::RunArgs),
+
+    /// Show who holds a lock, node by node, and whether a quorum does
+    #[command(long_about = status::LONG_ABOUT, after_help = status::EXIT_HELP)]
+    Status(status::StatusArgs),
+
+    /// Check the nodes against Redlock's assumptions (exit 1 when one fails)
+    #[command(long_about = doctor::LONG_ABOUT, after_help = doctor::EXIT_HELP)]
+    Doctor(doctor::DoctorArgs),
 }
 
 async fn dispatch(cli: Cli) -> Result<u8, Failure> {
     match cli.command {
         Command::Run(args) => run::run(args, &cli.nodes).await,
+        Command::Status(args) => status::status(args, &cli.nodes).await,
+        Command::Doctor(args) => doctor::doctor(args, &cli.nodes).await,
     }
 }
 

@@ -99,6 +99,14 @@ fn scrub(message: &str, url: &str) -> String {
     }
 }
 
+/// `text` with the password of every URL in `urls` replaced by `***`: a
+/// last guard on what the status and the doctor print, whose node names and
+/// server messages should not carry one anyway.
+pub fn scrub_all(text: &str, urls: &[String]) -> String {
+    urls.iter()
+        .fold(text.to_owned(), |text, url| scrub(&text, url))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,6 +131,11 @@ mod tests {
             "bad redis://:***@h"
         );
         assert_eq!(scrub("bad", "redis://h"), "bad");
+        let urls = [
+            "redis://:pw1@a:1".to_owned(),
+            "redis://u:pw2@b:1".to_owned(),
+        ];
+        assert_eq!(scrub_all("pw1 and pw2 x", &urls), "*** and *** x");
     }
 
     #[test]

@@ -107,8 +107,9 @@ pub struct RunArgs {
     pub command: Vec<OsString>,
 }
 
-/// Parses a duration such as `500ms`, `30s`, `5m` or `1h 30m`.
-fn parse_duration(text: &str) -> Result<Duration, String> {
+/// Parses a duration such as `500ms`, `30s`, `5m` or `1h 30m` (every
+/// subcommand's durations).
+pub(crate) fn parse_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text)
         .map_err(|error| format!("{error} (write a number and a unit, such as 500ms, 30s or 5m)"))
 }
