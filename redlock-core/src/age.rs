@@ -172,17 +172,7 @@ impl NodeClock {
     /// unknown on the current connection.
     pub fn admit(&self, max_ttl: Duration) -> Result<u64, BackendError> {
         let state = self.state();
-        let Some(booted) = state.booted else {
-            return Err(quarantined(Quarantine::Unverified));
-        };
-        let up_for = Instant::now().saturating_duration_since(booted);
-        if up_for < max_ttl {
-            return Err(quarantined(Quarantine::Restarted {
-                up_for,
-                left: max_ttl - up_for,
-            }));
-        }
-        Ok(state.generation)
+        admit_booted(state.booted, max_ttl, state.generation)
     }
 
     /// After the reply to an acquire admitted at `generation`: an
@@ -199,6 +189,29 @@ impl NodeClock {
             ))
         }
     }
+}
+
+/// The admission rule shared by [`NodeClock`] and
+/// [`ClusterClock`](crate::cluster_age::ClusterClock): a node that came up
+/// at `booted` votes under a quarantine of `max_ttl` once it has been up that
+/// long (answering `generation`, the connection state to confirm against);
+/// an unknown boot time is [`Quarantine::Unverified`].
+pub(crate) fn admit_booted(
+    booted: Option<Instant>,
+    max_ttl: Duration,
+    generation: u64,
+) -> Result<u64, BackendError> {
+    let Some(booted) = booted else {
+        return Err(quarantined(Quarantine::Unverified));
+    };
+    let up_for = Instant::now().saturating_duration_since(booted);
+    if up_for < max_ttl {
+        return Err(quarantined(Quarantine::Restarted {
+            up_for,
+            left: max_ttl - up_for,
+        }));
+    }
+    Ok(generation)
 }
 
 fn quarantined(q: Quarantine) -> BackendError {

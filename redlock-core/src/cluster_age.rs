@@ -42,10 +42,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::age::ServerInfo;
+use crate::age::{admit_booted, ServerInfo};
 use crate::backend::{BackendError, ErrorKind, NodeAge};
 use crate::keys::key_slot;
-use crate::stats::Quarantine;
 
 /// What is known of the master of one slot.
 #[derive(Debug)]
@@ -156,17 +155,10 @@ impl ClusterClock {
     pub fn admit(&self, slot: u16, max_ttl: Duration) -> Result<u64, BackendError> {
         let state = self.state();
         let booted = match state.slots.get(&slot) {
-            Some(s) if s.generation == state.generation => s.booted,
-            _ => return Err(quarantined(Quarantine::Unverified)),
+            Some(s) if s.generation == state.generation => Some(s.booted),
+            _ => None,
         };
-        let up_for = Instant::now().saturating_duration_since(booted);
-        if up_for < max_ttl {
-            return Err(quarantined(Quarantine::Restarted {
-                up_for,
-                left: max_ttl - up_for,
-            }));
-        }
-        Ok(state.generation)
+        admit_booted(booted, max_ttl, state.generation)
     }
 
     /// After the reply to an acquire admitted at `generation`: an
@@ -183,10 +175,6 @@ impl ClusterClock {
             ))
         }
     }
-}
-
-fn quarantined(q: Quarantine) -> BackendError {
-    BackendError::new(ErrorKind::Quarantined, q.to_string())
 }
 
 #[cfg(test)]

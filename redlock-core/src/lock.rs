@@ -5,7 +5,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tracing::field::Empty;
-use tracing::Instrument;
 
 use crate::backend::Request;
 use crate::error::{Error, QuorumFailure};
@@ -192,7 +191,7 @@ impl Lock {
             outcome = Empty,
             attempts = Empty,
         );
-        let result = self.extend_inner(ttl).instrument(span.clone()).await;
+        let result = metrics::in_span(&span, self.extend_inner(ttl)).await;
         let outcome = metrics::extension(&result);
         let attempts = match &result {
             Ok(lock) => Some(lock.attempts.total()),
@@ -266,7 +265,7 @@ impl Lock {
             resources = ?&*self.held.resources,
             outcome = Empty,
         );
-        let result = self.release_inner().instrument(span.clone()).await;
+        let result = metrics::in_span(&span, self.release_inner()).await;
         span.record("outcome", metrics::release(&result, &self.held));
         result
     }

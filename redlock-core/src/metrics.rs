@@ -144,6 +144,17 @@ fn operation_label(operation: Operation) -> &'static str {
 }
 
 /// A duration in whole milliseconds, for span fields.
+/// Runs `future` inside `span`, or, when no subscriber wants the span, as
+/// is: without a subscriber an operation pays for no span enter and exit
+/// on each poll.
+pub(crate) async fn in_span<F: std::future::Future>(span: &tracing::Span, future: F) -> F::Output {
+    if span.is_disabled() {
+        future.await
+    } else {
+        tracing::Instrument::instrument(future, span.clone()).await
+    }
+}
+
 pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

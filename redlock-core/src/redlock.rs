@@ -9,7 +9,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tracing::field::Empty;
-use tracing::Instrument;
 
 use crate::acquire::Acquisition;
 use crate::backend::LockBackend;
@@ -164,15 +163,14 @@ impl Redlock {
             attempts = Empty,
             fencing_token = Empty,
         );
-        let result = async {
+        let acquisition = async {
             let resources = validate::resources(resources)?;
             validate::ttl(ttl, &settings)?;
             Acquisition::new(&self.engine, resources, ttl, settings)
                 .run()
                 .await
-        }
-        .instrument(span.clone())
-        .await;
+        };
+        let result = metrics::in_span(&span, acquisition).await;
         let (outcome, attempts) = metrics::acquisition(result.as_ref());
         span.record("outcome", outcome);
         span.record("attempts", attempts);

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use futures::future::{select, Either};
 use futures::FutureExt;
 use tracing::field::Empty;
-use tracing::{Instrument, Span};
+use tracing::Span;
 
 use crate::error::Error;
 use crate::lock::{Held, Lock};
@@ -326,9 +326,11 @@ impl Redlock {
             extensions = Empty,
             fencing_token = Empty,
         );
-        self.run_using(resources, ttl, settings, routine, &span)
-            .instrument(span.clone())
-            .await
+        metrics::in_span(
+            &span,
+            self.run_using(resources, ttl, settings, routine, &span),
+        )
+        .await
     }
 
     /// The body of [`using`](Self::using), in its span; records the outcome
