@@ -11,7 +11,9 @@
 
 use redis::aio::ConnectionLike;
 use redis::{RedisError, Value};
-use redlock_core::inspect::{Inspection, ServerReplies, Target, Value as Fact};
+#[cfg(feature = "cluster")]
+use redlock_core::inspect::Target;
+use redlock_core::inspect::{Inspection, ServerReplies, Value as Fact};
 use redlock_core::BackendError;
 
 /// Runs `inspection` on `conn`. `broke` tells a client-side failure (which
