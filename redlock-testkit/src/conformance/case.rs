@@ -171,6 +171,11 @@ impl<'f, F: Fixture> Case<'f, F> {
         self.nodes.inspect(i)
     }
 
+    /// The Redis probe of node `i`, if the fixture runs real redis-servers.
+    pub(super) fn redis_if_real(&self, i: usize) -> Option<&Probe> {
+        self.nodes.redis(i)
+    }
+
     /// The Redis probe of node `i` (the case declared a Redis-only need).
     pub(super) fn redis(&self, i: usize) -> &Probe {
         self.nodes.redis(i).unwrap_or_else(|| {

@@ -49,9 +49,30 @@ pub async fn wake_on_release<F: Fixture>(fixture: &F) {
         "the holder",
     );
     let released_at = Mutex::new(None);
+    let channel = release_channel(&key);
     let hold = async {
-        // Long enough for the waiter to fail once and subscribe.
+        // Release once the waiter has failed once and subscribed. On real
+        // nodes, watch for its subscription (a TLS connection under load can
+        // take longer than any fixed pause); in process, subscribing is a
+        // function call, and a pause is plenty.
+        // One node's subscription is enough: the release publishes on
+        // every node, and the first message wakes the waiter.
         sleep(Duration::from_millis(600)).await;
+        let probes: Vec<_> = (0..3).filter_map(|i| case.redis_if_real(i)).collect();
+        let subscribed = || {
+            probes
+                .iter()
+                .any(|probe| probe.channel_subscribers(&channel, false) > 0)
+        };
+        let deadline = Instant::now() + Duration::from_secs(8);
+        while !probes.is_empty() && !subscribed() {
+            assert!(
+                Instant::now() < deadline,
+                "the backend declares wake-on-release, yet no node shows the waiter's \
+                 subscription to {channel} after 8 s"
+            );
+            sleep(Duration::from_millis(5)).await;
+        }
         *released_at.lock().unwrap_or_else(PoisonError::into_inner) = Some(Instant::now());
         assert!(lock
             .release()
