@@ -160,42 +160,57 @@ impl ReleaseWaker {
     }
 }
 
-/// How many recent releases the process remembers, to hear each once.
+/// How many recent releases the process remembers.
 const RECENT_RELEASES: usize = 64;
 
-/// The fingerprints of the last releases heard by any hub of the process
-/// (channel and released value), newest at `next - 1`.
+/// The last releases heard by any hub of the process: the fingerprint of
+/// each (channel and released value) and the waiter its first message woke,
+/// newest at `next - 1`.
 struct Recent {
-    fingerprints: [u64; RECENT_RELEASES],
+    heard: [Option<(u64, ReleaseWaker)>; RECENT_RELEASES],
     next: usize,
 }
 
 static RECENT: Mutex<Recent> = Mutex::new(Recent {
-    fingerprints: [0; RECENT_RELEASES],
+    heard: [const { None }; RECENT_RELEASES],
     next: 0,
 });
 
-/// Whether this is the first message of a release the process hears: the
+/// Whom a release message wakes. The first message of a release wakes the
+/// longest waiter of the channel (`first`), and is remembered with it. The
 /// same channel and payload from another node is the same release (lock
-/// values are 128 random bits, never reused). An empty payload, or the
-/// constant one of earlier versions, cannot tell releases apart: always
-/// first.
-fn first_hearing(channel: &str, message: &[u8]) -> bool {
+/// values are 128 random bits, never reused): it wakes that same waiter
+/// again while it still waits, since its attempt may have met the nodes that
+/// had not deleted the key yet, and nobody once it has ended, so one release
+/// never sets a second waiter racing for the lock it just gave away. An
+/// empty payload, or the constant one of earlier versions, cannot tell
+/// releases apart: it always wakes `first`.
+fn whom_to_wake(
+    channel: &str,
+    message: &[u8],
+    first: Option<ReleaseWaker>,
+) -> Option<ReleaseWaker> {
     if message.is_empty() || message == b"released" {
-        return true;
+        return first;
     }
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
     channel.hash(&mut hasher);
     message.hash(&mut hasher);
     let fingerprint = hasher.finish();
     let mut recent = RECENT.lock().unwrap_or_else(|e| e.into_inner());
-    if recent.fingerprints.contains(&fingerprint) {
-        return false;
+    if let Some((_, woken)) = recent
+        .heard
+        .iter()
+        .flatten()
+        .find(|(f, _)| *f == fingerprint)
+    {
+        return (!woken.is_closed()).then(|| woken.clone());
     }
+    let first = first?;
     let at = recent.next;
-    recent.fingerprints[at] = fingerprint;
+    recent.heard[at] = Some((fingerprint, first.clone()));
     recent.next = (at + 1) % RECENT_RELEASES;
-    true
+    Some(first)
 }
 
 #[derive(Debug, Default)]
@@ -266,10 +281,12 @@ impl ReleaseHub {
     /// first registered), and forgets the closed ones.
     ///
     /// `message` is the message's payload: the built-in release script
-    /// publishes the released lock's value, so one release heard from several
-    /// nodes (one message per node) wakes once, not once per node, across
-    /// every hub of the process. Pass an empty payload when it is unknown:
-    /// every such message wakes.
+    /// publishes the released lock's value, so the messages of one release
+    /// heard from several nodes (one per node), across every hub of the
+    /// process, all go to the waiter the first one woke: again while it
+    /// still waits (its attempt may have met nodes that had not deleted the
+    /// key yet), to nobody once it has ended. Pass an empty payload when it
+    /// is unknown: every such message wakes the longest waiter.
     ///
     /// One waiter, not all: a release frees the lock for one new owner, and
     /// waking every waiter of this process made all of them race for it,
@@ -281,22 +298,21 @@ impl ReleaseHub {
     /// waiter that was woken and lost the race stays first in line.
     pub fn notify(&self, channel: &str, message: &[u8]) {
         self.inner.received.fetch_add(1, Ordering::Relaxed);
-        if !first_hearing(channel, message) {
-            return;
-        }
-        let waker = {
+        let first = {
             let mut state = self.state();
-            let Some(list) = state.waiters.get_mut(channel) else {
-                return;
-            };
-            list.retain(|w| !w.is_closed());
-            let first = list.first().cloned();
-            if list.is_empty() {
-                state.waiters.remove(channel);
+            match state.waiters.get_mut(channel) {
+                Some(list) => {
+                    list.retain(|w| !w.is_closed());
+                    let first = list.first().cloned();
+                    if list.is_empty() {
+                        state.waiters.remove(channel);
+                    }
+                    first
+                }
+                None => None,
             }
-            first
         };
-        if let Some(waker) = waker {
+        if let Some(waker) = whom_to_wake(channel, message, first) {
             waker.wake();
         }
     }
@@ -455,22 +471,34 @@ mod tests {
     }
 
     #[test]
-    fn one_release_heard_from_several_nodes_wakes_once() {
+    fn one_release_heard_from_several_nodes_wakes_only_the_waiter_it_woke() {
         let (first_node, second_node) = (ReleaseHub::new(), ReleaseHub::new());
-        let wait = ReleaseWait::new();
+        let (wait, next) = (ReleaseWait::new(), ReleaseWait::new());
         let channels = [release_channel("heard-once")];
-        first_node.register(&channels, &wait.waker());
-        second_node.register(&channels, &wait.waker());
+        for node in [&first_node, &second_node] {
+            node.register(&channels, &wait.waker());
+            node.register(&channels, &next.waker());
+        }
+        // Woken by the first node's message; the second node's message of
+        // the same release wakes it again while it waits (its attempt may
+        // have found that node still holding the key), never the next waiter.
         first_node.notify(&channels[0], b"5f0c9a1e-one-release");
+        assert_eq!((wait.generation(), next.generation()), (1, 0));
         second_node.notify(&channels[0], b"5f0c9a1e-one-release");
-        assert_eq!(wait.generation(), 1, "the same value from two nodes");
+        assert_eq!((wait.generation(), next.generation()), (2, 0));
+        // Once the woken waiter has ended (it got the lock), the rest of that
+        // release's messages wake nobody: the lock is taken again.
+        drop(wait);
+        second_node.notify(&channels[0], b"5f0c9a1e-one-release");
+        assert_eq!(next.generation(), 0, "the same release, its waiter gone");
+        // Another release goes to the longest waiter left.
         second_node.notify(&channels[0], b"5f0c9a1e-next-release");
-        assert_eq!(wait.generation(), 2, "another release");
+        assert_eq!(next.generation(), 1, "another release");
         // Payloads that cannot tell releases apart always wake.
         first_node.notify(&channels[0], b"released");
         second_node.notify(&channels[0], b"released");
-        assert_eq!(wait.generation(), 4);
-        assert_eq!(first_node.received() + second_node.received(), 5);
+        assert_eq!(next.generation(), 3);
+        assert_eq!(first_node.received() + second_node.received(), 6);
     }
 
     #[test]
