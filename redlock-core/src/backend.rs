@@ -45,6 +45,8 @@
 use std::borrow::Cow;
 use std::error::Error as StdError;
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -580,27 +582,73 @@ pub trait LockBackend: Send + Sync {
     }
 }
 
+/// The boxed future every async method of [`LockBackend`] returns once
+/// `async_trait` has expanded it.
+type BoxedCall<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'a>>;
+
+/// `LockBackend` for a pointer to a backend. Each method hands back the
+/// pointee's own boxed future instead of boxing a second future around it:
+/// a `Redlock` keeps its nodes as `Box<dyn LockBackend>`, so every node call
+/// goes through here, and a second box cost an allocation, a copy and a poll
+/// per call.
 macro_rules! forward_backend {
     ($($ptr:ty),*) => {$(
-        #[async_trait]
         impl<B: LockBackend + ?Sized> LockBackend for $ptr {
-            async fn acquire(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
-                (**self).acquire(request).await
+            fn acquire<'s, 'r, 'v, 'f>(&'s self, request: &'r Request<'v>) -> BoxedCall<'f, Reply>
+            where
+                's: 'f,
+                'r: 'f,
+                'v: 'f,
+                Self: 'f,
+            {
+                (**self).acquire(request)
             }
-            async fn extend(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
-                (**self).extend(request).await
+            fn extend<'s, 'r, 'v, 'f>(&'s self, request: &'r Request<'v>) -> BoxedCall<'f, Reply>
+            where
+                's: 'f,
+                'r: 'f,
+                'v: 'f,
+                Self: 'f,
+            {
+                (**self).extend(request)
             }
-            async fn release(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
-                (**self).release(request).await
+            fn release<'s, 'r, 'v, 'f>(&'s self, request: &'r Request<'v>) -> BoxedCall<'f, Reply>
+            where
+                's: 'f,
+                'r: 'f,
+                'v: 'f,
+                Self: 'f,
+            {
+                (**self).release(request)
             }
-            async fn fence(&self, request: &Request<'_>) -> Result<Reply, BackendError> {
-                (**self).fence(request).await
+            fn fence<'s, 'r, 'v, 'f>(&'s self, request: &'r Request<'v>) -> BoxedCall<'f, Reply>
+            where
+                's: 'f,
+                'r: 'f,
+                'v: 'f,
+                Self: 'f,
+            {
+                (**self).fence(request)
             }
-            async fn watch_releases(&self, channels: &[String], waker: &ReleaseWaker) -> Result<(), BackendError> {
-                (**self).watch_releases(channels, waker).await
+            fn watch_releases<'s, 'c, 'w, 'f>(
+                &'s self,
+                channels: &'c [String],
+                waker: &'w ReleaseWaker,
+            ) -> BoxedCall<'f, ()>
+            where
+                's: 'f,
+                'c: 'f,
+                'w: 'f,
+                Self: 'f,
+            {
+                (**self).watch_releases(channels, waker)
             }
-            async fn unwatch_releases(&self) -> Result<(), BackendError> {
-                (**self).unwatch_releases().await
+            fn unwatch_releases<'s, 'f>(&'s self) -> BoxedCall<'f, ()>
+            where
+                's: 'f,
+                Self: 'f,
+            {
+                (**self).unwatch_releases()
             }
             fn pubsub_kind(&self) -> PubSubKind {
                 (**self).pubsub_kind()
@@ -608,11 +656,24 @@ macro_rules! forward_backend {
             fn node_age(&self, resources: &[String]) -> NodeAge {
                 (**self).node_age(resources)
             }
-            async fn refresh_node_age(&self, resources: &[String]) -> Result<(), BackendError> {
-                (**self).refresh_node_age(resources).await
+            fn refresh_node_age<'s, 'r, 'f>(&'s self, resources: &'r [String]) -> BoxedCall<'f, ()>
+            where
+                's: 'f,
+                'r: 'f,
+                Self: 'f,
+            {
+                (**self).refresh_node_age(resources)
             }
-            async fn inspect(&self, inspection: &Inspection) -> Result<Vec<ServerReplies>, BackendError> {
-                (**self).inspect(inspection).await
+            fn inspect<'s, 'i, 'f>(
+                &'s self,
+                inspection: &'i Inspection,
+            ) -> BoxedCall<'f, Vec<ServerReplies>>
+            where
+                's: 'f,
+                'i: 'f,
+                Self: 'f,
+            {
+                (**self).inspect(inspection)
             }
             fn describe(&self) -> Cow<'_, str> {
                 (**self).describe()
