@@ -139,9 +139,18 @@ impl<'a> Acquisition<'a> {
                 return Ok(self.into_lock(grant));
             }
             // Undo any partial lock before the next attempt (or before failing).
-            self.engine
-                .release_round(&self.resources, &self.value, &settings, Targets::All, false)
-                .await;
+            // Boxed, as are the other steps of a failed attempt below: inline,
+            // their futures would make the whole acquisition's future several
+            // times larger, and a future that large is copied whole at every
+            // level of each `.await` that starts one, granted or not.
+            Box::pin(self.engine.release_round(
+                &self.resources,
+                &self.value,
+                &settings,
+                Targets::All,
+                false,
+            ))
+            .await;
             let outcome = self
                 .attempts
                 .last()
@@ -159,7 +168,7 @@ impl<'a> Acquisition<'a> {
             };
             pause_ends = Some(ends);
             if settings.wake_on_release && outcome == AttemptOutcome::Contended && watch.is_none() {
-                let watching = self.watch_releases().await;
+                let watching = Box::pin(self.watch_releases()).await;
                 let listening = watching.listening;
                 watch = Some(watching);
                 if listening {
@@ -188,7 +197,7 @@ impl<'a> Acquisition<'a> {
         if let Some(watching) = watch.take() {
             // Nobody will release for us: drop the subscriptions now.
             drop(watching);
-            self.engine.unwatch(settings.node_timeout).await;
+            Box::pin(self.engine.unwatch(settings.node_timeout)).await;
         }
         tracing::debug!(resources = ?&*self.resources, attempts = retry.made(), "lock not acquired");
         Err(Error::from_failure(QuorumFailure {
@@ -242,10 +251,14 @@ impl<'a> Acquisition<'a> {
             });
         }
         let token = highest.saturating_add(1);
-        self.fence(token, expiration).await.then_some(Grant {
-            expiration,
-            fencing_token: Some(token),
-        })
+        // Boxed: the fence round would otherwise be inline in every
+        // acquisition's future, fenced or not.
+        Box::pin(self.fence(token, expiration))
+            .await
+            .then_some(Grant {
+                expiration,
+                fencing_token: Some(token),
+            })
     }
 
     /// Writes `token` back to a quorum while our value still holds there. Any

@@ -143,18 +143,26 @@ fn operation_label(operation: Operation) -> &'static str {
     }
 }
 
-/// A duration in whole milliseconds, for span fields.
 /// Runs `future` inside `span`, or, when no subscriber wants the span, as
 /// is: without a subscriber an operation pays for no span enter and exit
 /// on each poll.
-pub(crate) async fn in_span<F: std::future::Future>(span: &tracing::Span, future: F) -> F::Output {
+///
+/// A plain function returning either future, not an `async fn`: an
+/// `async fn` would hold `future` once as its argument and once more in each
+/// branch, three times the size of the operation's future, and a future
+/// is copied whole where it starts.
+pub(crate) fn in_span<F: std::future::Future>(
+    span: &tracing::Span,
+    future: F,
+) -> futures::future::Either<F, tracing::instrument::Instrumented<F>> {
     if span.is_disabled() {
-        future.await
+        futures::future::Either::Left(future)
     } else {
-        tracing::Instrument::instrument(future, span.clone()).await
+        futures::future::Either::Right(tracing::Instrument::instrument(future, span.clone()))
     }
 }
 
+/// A duration in whole milliseconds, for span fields.
 pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }

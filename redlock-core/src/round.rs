@@ -65,12 +65,37 @@ pub(crate) enum Targets<'a> {
 }
 
 impl<'a> Targets<'a> {
-    fn iter(self, n: usize) -> impl Iterator<Item = usize> + 'a {
-        let (all, only) = match self {
-            Targets::All => (Some(0..n), None),
-            Targets::Only(list) => (None, Some(list.iter().copied().filter(move |&i| i < n))),
-        };
-        all.into_iter().flatten().chain(only.into_iter().flatten())
+    /// The indexes of the targeted nodes among `n`.
+    fn iter(self, n: usize) -> TargetIter<'a> {
+        match self {
+            Targets::All => TargetIter::All(0..n),
+            Targets::Only(list) => TargetIter::Only(list.iter(), n),
+        }
+    }
+}
+
+/// See [`Targets::iter`]: a plain range for every node, so that the hot path
+/// pays for no chained and flattened iterators.
+enum TargetIter<'a> {
+    All(std::ops::Range<usize>),
+    Only(std::slice::Iter<'a, usize>, usize),
+}
+
+impl Iterator for TargetIter<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        match self {
+            TargetIter::All(range) => range.next(),
+            TargetIter::Only(list, n) => list.find(|&&i| i < *n).copied(),
+        }
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self {
+            TargetIter::All(range) => range.size_hint(),
+            TargetIter::Only(list, _) => (0, Some(list.len())),
+        }
     }
 }
 
@@ -427,7 +452,9 @@ impl Engine {
             return (attempt, None);
         }
         let expiration = started + validity;
-        if self.now() >= expiration {
+        // `elapsed` runs to the reply that decided the round, read in the
+        // poll that returned it: no later than now by more than that poll.
+        if started + attempt.elapsed >= expiration {
             attempt.outcome = AttemptOutcome::TooSlow;
             tracing::debug!(?operation, elapsed = ?attempt.elapsed, "quorum reached with no validity left");
             return (attempt, None);
@@ -478,8 +505,11 @@ impl Engine {
             return release.await;
         }
         // A waiting acquisition ended since: drop the subscriptions it leaves
-        // unused, beside the release (not after it).
-        join(release, self.unwatch(settings.node_timeout)).await.0
+        // unused, beside the release (not after it). Boxed, so that this rare
+        // path does not make every release's future larger.
+        Box::pin(join(release, self.unwatch(settings.node_timeout)))
+            .await
+            .0
     }
 
     /// Asks `targets` in parallel and tallies their votes until `decide`
@@ -536,8 +566,12 @@ impl Engine {
         }
         let mut timer = self.runtime.sleep(timeout);
         let mut expired = false;
+        // When the last reply counted arrived: read once per poll that
+        // brings replies, since they all arrived by then.
+        let mut ended: Option<Instant> = None;
         poll_fn(|cx| {
             let mut open = 0;
+            let mut now = None;
             for (node, slot) in calls.iter_mut() {
                 let Some(call) = slot else { continue };
                 let Poll::Ready(reply) = call.as_mut().poll(cx) else {
@@ -553,7 +587,8 @@ impl Engine {
                         tally.quarantined(*node, q, Some(error))
                     }
                     reply => {
-                        let latency = self.now().saturating_duration_since(started);
+                        let at = *now.get_or_insert_with(|| self.now());
+                        let latency = at.saturating_duration_since(started);
                         metrics::node_latency(self.name(*node), operation, latency);
                         tally.reply(*node, reply, latency)
                     }
@@ -561,6 +596,7 @@ impl Engine {
                 self.report(*node, operation, request.resources(), outcome);
             }
             if tally.is_decided() || open == 0 {
+                ended = now;
                 return Poll::Ready(());
             }
             if timer.as_mut().poll(cx).is_ready() {
@@ -581,7 +617,8 @@ impl Engine {
                 tally.unanswered(node);
             }
         }
-        tally.finish(started, self.now().saturating_duration_since(started))
+        let ended = ended.unwrap_or_else(|| self.now());
+        tally.finish(started, ended.saturating_duration_since(started))
     }
 
     /// For a node of unknown age under quarantine: reads its age, then sends
@@ -673,6 +710,15 @@ mod tests {
 
     fn down() -> Result<Reply, BackendError> {
         Err(BackendError::new(ErrorKind::Connection, "refused"))
+    }
+
+    #[test]
+    fn targets_name_every_node_or_only_the_listed_ones_that_exist() {
+        assert_eq!(Targets::All.iter(3).collect::<Vec<_>>(), [0, 1, 2]);
+        assert_eq!(Targets::All.iter(0).count(), 0);
+        let only = [2, 0, 7, 1];
+        assert_eq!(Targets::Only(&only).iter(3).collect::<Vec<_>>(), [2, 0, 1]);
+        assert_eq!(Targets::Only(&[]).iter(3).count(), 0);
     }
 
     #[test]
