@@ -511,7 +511,7 @@ impl<C: ClientLike + KeysInterface> FredBackend<C> {
     /// many under load), and builds them without the custom command's extra
     /// allocations; the per-call options apply to both.
     async fn send(&self, call: Call<'_>, request: &Request<'_>) -> Result<Value, FredError> {
-        if let Some((key, value, ttl)) = plain_set(&call) {
+        if let Some((key, value, ttl)) = plain_set(&call, request) {
             return self
                 .client
                 .set(
@@ -531,38 +531,28 @@ impl<C: ClientLike + KeysInterface> FredBackend<C> {
         };
         let command = CustomCommand::new_static(call.name(), hash, false);
         let mut args = Vec::with_capacity(call.arg_count());
-        args.extend(call.args().map(|arg| match arg {
-            Arg::Str(s) => Value::from(s),
-            Arg::Int(n) => Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
-        }));
+        call.for_each_arg(|arg| {
+            args.push(match arg {
+                Arg::Str(s) => Value::from(s),
+                Arg::Int(n) => Value::Integer(i64::try_from(n).unwrap_or(i64::MAX)),
+            })
+        });
         self.client.custom(command, args).await
     }
 }
 
-/// Key, value and TTL of a call that is exactly `SET key value NX PX ttl`.
-fn plain_set<'a>(call: &Call<'a>) -> Option<(&'a str, &'a str, i64)> {
+/// Key, value and TTL of a call that is a plain `SET key value NX PX ttl`,
+/// read from the request (not parsed back from the arguments).
+fn plain_set<'a>(call: &Call<'a>, request: &Request<'a>) -> Option<(&'a str, &'a str, i64)> {
     if call.command() != Command::Set {
         return None;
     }
-    let mut args = call.args();
-    match (
-        args.next(),
-        args.next(),
-        args.next(),
-        args.next(),
-        args.next(),
-        args.next(),
-    ) {
-        (
-            Some(Arg::Str(key)),
-            Some(Arg::Str(value)),
-            Some(Arg::Str("NX")),
-            Some(Arg::Str("PX")),
-            Some(Arg::Int(ttl)),
-            None,
-        ) => Some((key, value, i64::try_from(ttl).ok()?)),
-        _ => None,
-    }
+    let key = request.plain_set_nx()?;
+    Some((
+        key,
+        request.value(),
+        i64::try_from(request.ttl_millis()).ok()?,
+    ))
 }
 
 /// A fred reply in the core's terms.

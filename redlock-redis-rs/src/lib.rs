@@ -66,7 +66,7 @@
 //! | setting | redis-rs default | here |
 //! |---|---|---|
 //! | connection timeout | 1 s | [`CONNECTION_TIMEOUT`] (200 ms) |
-//! | response timeout | 500 ms | [`RESPONSE_TIMEOUT`] (500 ms, a backstop behind the core's per-node timeout) |
+//! | response timeout | 500 ms | none: the core's per-node timeout bounds every call (see [`lock_config`]) |
 //! | reconnect retries within a call | 6, with exponential backoff | 0 (the core retries whole attempts) |
 //!
 //! A call that finds the node refusing connections tries once more. A node
@@ -457,12 +457,12 @@ async fn send<C: ConnectionLike>(conn: &mut C, call: Call<'_>) -> Result<Value, 
 fn command(call: Call<'_>) -> redis::Cmd {
     let mut cmd = redis::Cmd::with_capacity(call.arg_count() + 1, call.byte_len_hint());
     cmd.arg(call.name());
-    for arg in call.args() {
+    call.for_each_arg(|arg| {
         match arg {
             Arg::Str(s) => cmd.arg(s),
             Arg::Int(n) => cmd.arg(n),
         };
-    }
+    });
     cmd
 }
 
