@@ -17,8 +17,12 @@
 //!
 //! The keys are [`Request::keys`]: the resources, then any
 //! [extra keys](Request::extra_keys) (the fence counters of a fenced acquire);
-//! `numkeys` counts them. The extra arguments carry a fencing token, or the
-//! release channels of wake-on-release. If the node answers `NOSCRIPT` (a new
+//! `numkeys` counts them. The extra arguments carry a fencing token. The
+//! built-in release scripts are sent the value alone
+//! ([`Script::takes_value_only`](crate::Script::takes_value_only)): a release
+//! has no TTL, and the wake-on-release scripts name the release channels
+//! themselves, so neither travels (`EVALSHA <sha1> <numkeys> <key>... <value>`).
+//! If the node answers `NOSCRIPT` (a new
 //! or restarted node, or one that ran `SCRIPT FLUSH`), the same call goes out
 //! once more with the script's text, which also loads it for next time
 //! ([`Call::fallback`]):
@@ -39,14 +43,14 @@
 //!
 //! let scripts = Scripts::default();
 //! let resources = ["invoice:42".to_owned()];
-//! let request = Request::new(&resources, "v1", Duration::from_secs(10), scripts.release());
+//! let request = Request::new(&resources, "v1", Duration::from_secs(10), scripts.extend());
 //! let call = Call::script(&request);
 //! assert_eq!(call.command(), Command::EvalSha);
 //! let args: Vec<Arg<'_>> = call.args().collect();
 //! assert_eq!(
 //!     args,
 //!     [
-//!         Arg::Str(scripts.release().sha1()),
+//!         Arg::Str(scripts.extend().sha1()),
 //!         Arg::Int(1),
 //!         Arg::Str("invoice:42"),
 //!         Arg::Str("v1"),
@@ -56,7 +60,15 @@
 //! // The node lost its script cache: resend by text.
 //! let eval = call.fallback("NOSCRIPT").expect("EVALSHA falls back to EVAL");
 //! assert_eq!(eval.command(), Command::Eval);
-//! assert_eq!(eval.args().next(), Some(Arg::Str(scripts.release().text())));
+//! assert_eq!(eval.args().next(), Some(Arg::Str(scripts.extend().text())));
+//!
+//! // A built-in release: the value alone.
+//! let release = Request::new(&resources, "v1", Duration::ZERO, scripts.release());
+//! let args: Vec<Arg<'_>> = Call::script(&release).args().collect();
+//! assert_eq!(
+//!     args,
+//!     [Arg::Str(scripts.release().sha1()), Arg::Int(1), Arg::Str("invoice:42"), Arg::Str("v1")]
+//! );
 //! ```
 //!
 //! # Replies
@@ -209,10 +221,17 @@ impl<'a> Call<'a> {
     pub fn arg_count(&self) -> usize {
         match self.command {
             Command::Set => 5,
+            Command::EvalSha | Command::Eval if self.value_only() => 3 + self.request.key_count(),
             Command::EvalSha | Command::Eval => {
                 4 + self.request.key_count() + self.request.extra_args().len()
             }
         }
+    }
+
+    /// Whether the script is sent the value alone (no TTL, no extra
+    /// arguments): see [`Script::takes_value_only`](crate::Script::takes_value_only).
+    fn value_only(&self) -> bool {
+        self.request.script().takes_value_only()
     }
 
     /// About how many bytes the name and the arguments take (20 for each
@@ -224,12 +243,15 @@ impl<'a> Call<'a> {
         let args = match self.command {
             Command::Set => self.set_key.len() + "NXPX".len() + INT,
             Command::EvalSha | Command::Eval => {
-                self.script_arg().len()
+                let keys = self.script_arg().len()
                     + INT
                     + total(request.resources())
-                    + total(request.extra_keys())
-                    + INT
-                    + total(request.extra_args())
+                    + total(request.extra_keys());
+                if self.value_only() {
+                    keys
+                } else {
+                    keys + INT + total(request.extra_args())
+                }
             }
         };
         self.name().len() + request.value().len() + args
@@ -255,6 +277,9 @@ impl<'a> Call<'a> {
             write(Arg::Str(key));
         }
         write(Arg::Str(request.value()));
+        if self.value_only() {
+            return;
+        }
         write(Arg::Int(request.ttl_millis()));
         for arg in request.extra_args() {
             write(Arg::Str(arg));
@@ -299,6 +324,7 @@ impl<'a> Call<'a> {
             i if i < 2 + resources => request.resources().get(i - 2).map(as_str),
             i if i < 2 + keys => request.extra_keys().get(i - 2 - resources).map(as_str),
             i if i == 2 + keys => Some(Arg::Str(request.value())),
+            _ if self.value_only() => None,
             i if i == 3 + keys => Some(Arg::Int(request.ttl_millis())),
             i => request.extra_args().get(i - 4 - keys).map(as_str),
         }
@@ -571,7 +597,30 @@ mod tests {
         let bare = Request::new(&resources, "v", Duration::from_millis(7), &script);
         let sha = Call::script(&full);
         let eval = sha.fallback("NOSCRIPT").expect("EVAL after NOSCRIPT");
-        let calls = [Call::acquire(&set), sha, eval, Call::script(&bare)];
+        // A built-in release: the channels stay in the request, for backends
+        // that announce in Rust, and off the wire, as does the TTL.
+        let notify = Request::new(&resources, "v", Duration::ZERO, scripts.release_notify())
+            .with_extra_args(&extra);
+        let release = Call::script(&notify);
+        assert_eq!(
+            strings(&release),
+            [
+                scripts.release_notify().sha1(),
+                "2",
+                "r1",
+                "resource-2",
+                "v"
+            ]
+        );
+        let release_eval = release.fallback("NOSCRIPT").expect("EVAL after NOSCRIPT");
+        let calls = [
+            Call::acquire(&set),
+            sha,
+            eval,
+            Call::script(&bare),
+            release,
+            release_eval,
+        ];
         assert_eq!(calls[0].command(), Command::Set);
         for call in calls {
             let mut written = Vec::new();

@@ -6,6 +6,14 @@
 //! keys it applied to. The core turns that count into a vote: a reply equal to
 //! the number of keys is a vote for, anything else a vote against.
 //!
+//! One exception, for the built-in release scripts only: they are sent the
+//! value alone (`ARGV[1]`), as node-redlock's release is. A release has no
+//! TTL, and each argument costs the node: on redis-server 7.0 an `EVALSHA`
+//! with a second, unused argument costs 1.7k more instructions (callgrind, a
+//! `SET NX PX` and its release: 31.4k with the value alone, 33.1k with a `0`
+//! beside it). A replaced release script ([`Scripts::with_release`]) still
+//! gets `ARGV[2]` = `0`, as the contract above says.
+//!
 //! A [`Script`] carries its SHA-1, computed once at construction, so adapters can
 //! send `EVALSHA` without hashing on the hot path and fall back to `EVAL` on a
 //! `NOSCRIPT` reply.
@@ -43,9 +51,11 @@ return #KEYS
 "#;
 
 /// Deletes each key that holds our value, and returns how many it deleted.
-/// Keys held by another value are left untouched.
+/// Keys held by another value are left untouched. Sent `ARGV[1]` only (see
+/// the [module docs](self)).
 pub const RELEASE_LUA: &str = r#"local count = 0
-for _, key in ipairs(KEYS) do
+for i = 1, #KEYS do
+  local key = KEYS[i]
   if redis.call("GET", key) == ARGV[1] then
     redis.call("DEL", key)
     count = count + 1
@@ -113,9 +123,8 @@ return n
 "#;
 
 /// Release with wake-on-release on a standalone node: as [`RELEASE_LUA`],
-/// and each key deleted is announced on its channel, given in `ARGV[2 + i]`
-/// (after the value and the unused TTL), by `PUBLISH`, when someone
-/// subscribed to that channel on this node (`PUBSUB NUMSUB`, a table
+/// and each key deleted is announced on its channel by `PUBLISH`, when
+/// someone subscribed to that channel on this node (`PUBSUB NUMSUB`, a table
 /// lookup). Nobody listening, nothing is sent, so a lock nobody waits for
 /// costs no message, not even to the node's replicas. The message is the
 /// released value, so a process that hears one release from several nodes
@@ -123,20 +132,34 @@ return n
 /// ([`ReleaseHub::notify`](crate::wake::ReleaseHub::notify)). Returns how
 /// many it deleted.
 ///
-/// What the check costs the node, measured with callgrind on redis-server
-/// 7.0 (instructions per call of a script that sets the key and then
-/// releases it, nobody subscribed): 31.3k with the plain release, 38.6k with
-/// this one, 49.0k when an earlier version also asked `SHARDNUMSUB` on every
-/// node. (Publishing unconditionally would cost 35.4k, but sends every
-/// release to the node's replicas.) On a Redis Cluster, where `PUBLISH` is
-/// broadcast to every node, the release uses [`RELEASE_NOTIFY_SHARDED_LUA`]
-/// instead.
+/// The script names each channel itself, by the rule of
+/// [`release_channel`](crate::wake::release_channel): `<key>:redlock:released`
+/// for a key with a `}` in it (so a hash tag carries over), and
+/// `redlock:released:{<key>}` for any other. The two must agree; the
+/// conformance case `release_names_the_channel` checks them on a real node.
+/// The channels the core passes in [`Request::extra_args`](crate::Request::extra_args)
+/// (for backends that announce in Rust) are not sent to Redis, nor is the TTL.
+///
+/// What it costs the node, measured with callgrind on redis-server 7.0
+/// (instructions per `SET NX PX` and its release, 64 of each per batch,
+/// nobody subscribed): 31.4k with a one-key compare-and-delete script,
+/// 31.7k with [`RELEASE_LUA`], 40.9k with this one. The `NUMSUB` check is
+/// the 9.2k between the last two; publishing unconditionally instead costs
+/// about 3k less, but sends every release to the node's replicas. Sending
+/// the channels and the TTL as arguments, as an earlier version did, cost
+/// 3.1k more (44.0k).
 pub const RELEASE_NOTIFY_LUA: &str = r#"local count = 0
-for i, key in ipairs(KEYS) do
+for i = 1, #KEYS do
+  local key = KEYS[i]
   if redis.call("GET", key) == ARGV[1] then
     redis.call("DEL", key)
     count = count + 1
-    local channel = ARGV[2 + i]
+    local channel
+    if string.find(key, "}", 1, true) then
+      channel = key .. ":redlock:released"
+    else
+      channel = "redlock:released:{" .. key .. "}"
+    end
     if redis.call("PUBSUB", "NUMSUB", channel)[2] > 0 then
       redis.call("PUBLISH", channel, ARGV[1])
     end
@@ -147,18 +170,25 @@ return count
 
 /// Release with wake-on-release on a Redis Cluster (a backend whose
 /// [`pubsub_kind`](crate::LockBackend::pubsub_kind) is
-/// [`Sharded`](crate::wake::PubSubKind::Sharded)): as [`RELEASE_NOTIFY_LUA`],
-/// but each release is announced with `SPUBLISH`, which stays on the shard
-/// that owns the key, and only when someone subscribed to the shard channel
-/// (`PUBSUB SHARDNUMSUB`), since a shard message also travels to the
-/// shard's replicas over the cluster bus. On Redis 6, which has neither,
-/// nothing is announced (waiters fall back to their retry delay).
+/// [`Sharded`](crate::wake::PubSubKind::Sharded)): as [`RELEASE_NOTIFY_LUA`]
+/// (channels named the same way, value alone), but each release is announced
+/// with `SPUBLISH`, which stays on the shard that owns the key, and only when
+/// someone subscribed to the shard channel (`PUBSUB SHARDNUMSUB`), since a
+/// shard message also travels to the shard's replicas over the cluster bus.
+/// On Redis 6, which has neither, nothing is announced (waiters fall back to
+/// their retry delay).
 pub const RELEASE_NOTIFY_SHARDED_LUA: &str = r#"local count = 0
-for i, key in ipairs(KEYS) do
+for i = 1, #KEYS do
+  local key = KEYS[i]
   if redis.call("GET", key) == ARGV[1] then
     redis.call("DEL", key)
     count = count + 1
-    local channel = ARGV[2 + i]
+    local channel
+    if string.find(key, "}", 1, true) then
+      channel = key .. ":redlock:released"
+    else
+      channel = "redlock:released:{" .. key .. "}"
+    end
     local reply = redis.pcall("PUBSUB", "SHARDNUMSUB", channel)
     if type(reply) == "table" and (tonumber(reply[2]) or 0) > 0 then
       redis.call("SPUBLISH", channel, ARGV[1])
@@ -178,22 +208,25 @@ struct ScriptInner {
     text: Box<str>,
     sha1: Box<str>,
     builtin: bool,
+    /// Sent `ARGV[1]` (the value) only: the built-in release scripts.
+    value_only: bool,
 }
 
 impl Script {
     /// A custom script. It must follow the contract in the [module docs](self):
     /// same `KEYS` and `ARGV`, and reply with the number of keys applied.
     pub fn new(text: impl Into<String>) -> Self {
-        Self::build(text.into(), false)
+        Self::build(text.into(), false, false)
     }
 
-    fn build(text: String, builtin: bool) -> Self {
+    fn build(text: String, builtin: bool, value_only: bool) -> Self {
         let sha1 = sha1_smol::Sha1::from(text.as_bytes()).digest().to_string();
         Script {
             inner: Arc::new(ScriptInner {
                 text: text.into_boxed_str(),
                 sha1: sha1.into_boxed_str(),
                 builtin,
+                value_only,
             }),
         }
     }
@@ -214,6 +247,14 @@ impl Script {
     /// rather than silently ignore it.
     pub fn is_builtin(&self) -> bool {
         self.inner.builtin
+    }
+
+    /// Whether the script is sent the value alone, without the TTL and the
+    /// request's extra arguments: the built-in release scripts (see the
+    /// [module docs](self)). [`Call`](crate::protocol::Call) lays out the
+    /// arguments by it.
+    pub fn takes_value_only(&self) -> bool {
+        self.inner.value_only
     }
 }
 
@@ -258,13 +299,17 @@ pub struct Scripts {
 impl Default for Scripts {
     fn default() -> Self {
         Scripts {
-            acquire: Script::build(ACQUIRE_LUA.to_owned(), true),
-            extend: Script::build(EXTEND_LUA.to_owned(), true),
-            release: Script::build(RELEASE_LUA.to_owned(), true),
-            acquire_fenced: Script::build(ACQUIRE_FENCED_LUA.to_owned(), true),
-            fence: Script::build(FENCE_LUA.to_owned(), true),
-            release_notify: Script::build(RELEASE_NOTIFY_LUA.to_owned(), true),
-            release_notify_sharded: Script::build(RELEASE_NOTIFY_SHARDED_LUA.to_owned(), true),
+            acquire: Script::build(ACQUIRE_LUA.to_owned(), true, false),
+            extend: Script::build(EXTEND_LUA.to_owned(), true, false),
+            release: Script::build(RELEASE_LUA.to_owned(), true, true),
+            acquire_fenced: Script::build(ACQUIRE_FENCED_LUA.to_owned(), true, false),
+            fence: Script::build(FENCE_LUA.to_owned(), true, false),
+            release_notify: Script::build(RELEASE_NOTIFY_LUA.to_owned(), true, true),
+            release_notify_sharded: Script::build(
+                RELEASE_NOTIFY_SHARDED_LUA.to_owned(),
+                true,
+                true,
+            ),
         }
     }
 }

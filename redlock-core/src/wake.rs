@@ -435,6 +435,31 @@ impl SubscriptionChanges<'_> {
 mod tests {
     use super::*;
 
+    /// The release scripts name the channel in Lua by one test, whether the
+    /// resource has a `}` (see `RELEASE_NOTIFY_LUA`); `release_channel`
+    /// must give the same names. (The conformance case
+    /// `release_names_the_channel` checks the Lua side on a real node.)
+    #[test]
+    fn release_channels_follow_the_rule_the_release_scripts_use() {
+        for resource in [
+            "invoice",
+            "a{b}c",
+            "{user:1}:cart",
+            "a}b",
+            "a{}b",
+            "a{b",
+            "",
+            "}",
+        ] {
+            let lua = if resource.contains('}') {
+                format!("{resource}:redlock:released")
+            } else {
+                format!("redlock:released:{{{resource}}}")
+            };
+            assert_eq!(release_channel(resource), lua, "{resource:?}");
+        }
+    }
+
     #[test]
     fn notify_wakes_only_live_waiters_of_the_channel_and_prunes() {
         let hub = ReleaseHub::new();

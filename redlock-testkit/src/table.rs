@@ -81,6 +81,8 @@ macro_rules! conformance_cases {
                 "a 5 s retry delay is cut short by the release";
             wake_follows_interest => "1", [PubSub], [WAKE_ON_RELEASE],
                 "defaults: a lock nobody waits for publishes nothing; a waiter's channel is subscribed while it waits, and dropped with its release";
+            release_names_the_channel => "1", [PubSub], [WAKE_ON_RELEASE],
+                "the release script names the channel as `release_channel` does: one `PUBLISH` reaches a subscriber, for a resource with no `}` and for one with a hash tag";
             restart_quarantine => "3", [Restart], [RESTART_QUARANTINE],
                 "TTL above the window `InvalidInput`; a node restarted without persistence fails `Quarantined` with the time left, never holds the key, and votes again after the window";
             cluster_restart_quarantine => "cluster", [Cluster], [CLUSTER, RESTART_QUARANTINE],

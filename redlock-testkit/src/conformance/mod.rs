@@ -100,7 +100,7 @@ pub use quorum::{majority_held, majority_killed, minority_held, minority_killed}
 pub use scripts::{custom_scripts, noscript_fallback};
 pub use support::{sleep, unique_prefix, within};
 pub use using::{using_keeps_lock_while_routine_runs, using_returns_routine_error};
-pub use wake::{wake_follows_interest, wake_on_release};
+pub use wake::{release_names_the_channel, wake_follows_interest, wake_on_release};
 
 /// How long one case may take before [`conformance_tests!`](crate::conformance_tests)
 /// fails it as hung.

@@ -190,3 +190,63 @@ pub async fn wake_follows_interest<F: Fixture>(fixture: &F) {
     .await;
     case.finish().await;
 }
+
+/// The release scripts name each channel themselves, in Lua; the waiters
+/// subscribe to [`release_channel`], in Rust. Seen from a real node, the two
+/// agree for both forms of the name: a resource with no `}`
+/// (`redlock:released:{<resource>}`) and one with a hash tag
+/// (`<resource>:redlock:released`). Each release reaches a subscriber to
+/// `release_channel(resource)`, by exactly one `PUBLISH`.
+pub async fn release_names_the_channel<F: Fixture>(fixture: &F) {
+    let Some(case) = Case::start(fixture, "release_names_the_channel", 1) else {
+        return;
+    };
+    let plain = case.key("plain");
+    let tagged = case.key("{tag}:tagged");
+    assert!(!plain.contains('}') && tagged.contains('}'));
+    let probe = case.redis(0);
+    let listener = case.backend(0).await;
+    let wait = ReleaseWait::new();
+    let channels = [release_channel(&plain), release_channel(&tagged)];
+    within(
+        Duration::from_secs(5),
+        "watch_releases",
+        listener.watch_releases(&channels, &wait.waker()),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("watch_releases on a live node failed: {e:?}"));
+    within(Duration::from_secs(5), "the subscriptions", async {
+        while channels
+            .iter()
+            .any(|channel| probe.channel_subscribers(channel, false) != 1)
+        {
+            sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await;
+    let holder = build(case.builder().await.wake_on_release(true));
+    for (published, resource) in [(1, &plain), (2, &tagged)] {
+        let seen = wait.generation();
+        let lock = expect_lock(
+            holder.acquire(&[resource], Duration::from_secs(10)).await,
+            "the holder",
+        );
+        assert!(lock.release().await.expect("release").was_held());
+        within(
+            Duration::from_secs(5),
+            &format!(
+                "the release of {resource} to reach a subscriber of {}",
+                release_channel(resource)
+            ),
+            wait.changed(seen),
+        )
+        .await;
+        assert_eq!(
+            probe.command_calls("publish"),
+            published,
+            "each release is published once"
+        );
+    }
+    drop(listener);
+    case.finish().await;
+}
