@@ -106,6 +106,13 @@
 //!   fred_floor: 46.6k / 226k; the rest is the core (one timer per round,
 //!   the tally, one boxed future per node call) and the scripts' custom
 //!   `EVALSHA` (fred 10.1's `WithOptions` has no scripting interface).
+//! - Measured again on 2026-12-03, after later features and the core's own
+//!   savings (one boxed future per node call instead of two, smaller
+//!   futures, arguments written straight from the request): 58.9k / 257k,
+//!   against fred_floor's 47.0k / 232k (1.25x / 1.11x). With 64 tasks at 1
+//!   node: 53.3k against 43.0k (1.24x). Pooling two connections per node
+//!   (`Builder::build_pool(2)`) gave fred_floor no more throughput on 2
+//!   cores: the cost is CPU per command, not one connection's router.
 //! - Configuration, kept at what measured best or no worse: RESP2 (RESP3
 //!   costs 2.6 % more instructions per cycle at 1 node, 3 % at 5, in fred
 //!   and fred_floor alike), fred's `max_feed_count` (200; 2000 made no
