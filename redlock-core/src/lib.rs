@@ -97,6 +97,7 @@ pub mod scripts;
 mod settings;
 pub mod stats;
 pub mod status;
+mod tally;
 mod using;
 mod validate;
 pub mod wake;
