@@ -586,6 +586,21 @@ pub trait LockBackend: Send + Sync {
 /// `async_trait` has expanded it.
 type BoxedCall<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + Send + 'a>>;
 
+/// The four request methods of [`forward_backend`], alike but for the name.
+macro_rules! forward_requests {
+    ($($method:ident),*) => {$(
+        fn $method<'s, 'r, 'v, 'f>(&'s self, request: &'r Request<'v>) -> BoxedCall<'f, Reply>
+        where
+            's: 'f,
+            'r: 'f,
+            'v: 'f,
+            Self: 'f,
+        {
+            (**self).$method(request)
+        }
+    )*};
+}
+
 /// `LockBackend` for a pointer to a backend. Each method hands back the
 /// pointee's own boxed future instead of boxing a second future around it:
 /// a `Redlock` keeps its nodes as `Box<dyn LockBackend>`, so every node call
@@ -594,42 +609,7 @@ type BoxedCall<'a, T> = Pin<Box<dyn Future<Output = Result<T, BackendError>> + S
 macro_rules! forward_backend {
     ($($ptr:ty),*) => {$(
         impl<B: LockBackend + ?Sized> LockBackend for $ptr {
-            fn acquire<'s, 'r, 'v, 'f>(&'s self, request: &'r Request<'v>) -> BoxedCall<'f, Reply>
-            where
-                's: 'f,
-                'r: 'f,
-                'v: 'f,
-                Self: 'f,
-            {
-                (**self).acquire(request)
-            }
-            fn extend<'s, 'r, 'v, 'f>(&'s self, request: &'r Request<'v>) -> BoxedCall<'f, Reply>
-            where
-                's: 'f,
-                'r: 'f,
-                'v: 'f,
-                Self: 'f,
-            {
-                (**self).extend(request)
-            }
-            fn release<'s, 'r, 'v, 'f>(&'s self, request: &'r Request<'v>) -> BoxedCall<'f, Reply>
-            where
-                's: 'f,
-                'r: 'f,
-                'v: 'f,
-                Self: 'f,
-            {
-                (**self).release(request)
-            }
-            fn fence<'s, 'r, 'v, 'f>(&'s self, request: &'r Request<'v>) -> BoxedCall<'f, Reply>
-            where
-                's: 'f,
-                'r: 'f,
-                'v: 'f,
-                Self: 'f,
-            {
-                (**self).fence(request)
-            }
+            forward_requests!(acquire, extend, release, fence);
             fn watch_releases<'s, 'c, 'w, 'f>(
                 &'s self,
                 channels: &'c [String],

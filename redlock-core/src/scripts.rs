@@ -122,6 +122,21 @@ end
 return n
 "#;
 
+/// The Lua lines that set `channel` to the release channel of `key`, by the
+/// rule of [`release_channel`](crate::wake::release_channel), once for both
+/// announcing release scripts.
+macro_rules! lua_release_channel {
+    () => {
+        r#"    local channel
+    if string.find(key, "}", 1, true) then
+      channel = key .. ":redlock:released"
+    else
+      channel = "redlock:released:{" .. key .. "}"
+    end
+"#
+    };
+}
+
 /// Release with wake-on-release on a standalone node: as [`RELEASE_LUA`],
 /// and each key deleted is announced on its channel by `PUBLISH`, when
 /// someone subscribed to that channel on this node (`PUBSUB NUMSUB`, a table
@@ -148,25 +163,23 @@ return n
 /// about 3k less, but sends every release to the node's replicas. Sending
 /// the channels and the TTL as arguments, as an earlier version did, cost
 /// 3.1k more (44.0k).
-pub const RELEASE_NOTIFY_LUA: &str = r#"local count = 0
+pub const RELEASE_NOTIFY_LUA: &str = concat!(
+    r#"local count = 0
 for i = 1, #KEYS do
   local key = KEYS[i]
   if redis.call("GET", key) == ARGV[1] then
     redis.call("DEL", key)
     count = count + 1
-    local channel
-    if string.find(key, "}", 1, true) then
-      channel = key .. ":redlock:released"
-    else
-      channel = "redlock:released:{" .. key .. "}"
-    end
-    if redis.call("PUBSUB", "NUMSUB", channel)[2] > 0 then
+"#,
+    lua_release_channel!(),
+    r#"    if redis.call("PUBSUB", "NUMSUB", channel)[2] > 0 then
       redis.call("PUBLISH", channel, ARGV[1])
     end
   end
 end
 return count
-"#;
+"#
+);
 
 /// Release with wake-on-release on a Redis Cluster (a backend whose
 /// [`pubsub_kind`](crate::LockBackend::pubsub_kind) is
@@ -177,26 +190,24 @@ return count
 /// shard message also travels to the shard's replicas over the cluster bus.
 /// On Redis 6, which has neither, nothing is announced (waiters fall back to
 /// their retry delay).
-pub const RELEASE_NOTIFY_SHARDED_LUA: &str = r#"local count = 0
+pub const RELEASE_NOTIFY_SHARDED_LUA: &str = concat!(
+    r#"local count = 0
 for i = 1, #KEYS do
   local key = KEYS[i]
   if redis.call("GET", key) == ARGV[1] then
     redis.call("DEL", key)
     count = count + 1
-    local channel
-    if string.find(key, "}", 1, true) then
-      channel = key .. ":redlock:released"
-    else
-      channel = "redlock:released:{" .. key .. "}"
-    end
-    local reply = redis.pcall("PUBSUB", "SHARDNUMSUB", channel)
+"#,
+    lua_release_channel!(),
+    r#"    local reply = redis.pcall("PUBSUB", "SHARDNUMSUB", channel)
     if type(reply) == "table" and (tonumber(reply[2]) or 0) > 0 then
       redis.call("SPUBLISH", channel, ARGV[1])
     end
   end
 end
 return count
-"#;
+"#
+);
 
 /// A Lua script and its SHA-1 (hex), computed once.
 #[derive(Clone)]
