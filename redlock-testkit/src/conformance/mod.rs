@@ -170,7 +170,7 @@ mod tests {
                 );
             }
         }
-        assert_eq!(seen.len(), 49, "the real-Redis suite has 49 tests");
+        assert_eq!(seen.len(), 50, "the real-Redis suite has 50 tests");
     }
 
     #[test]
