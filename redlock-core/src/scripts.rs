@@ -50,19 +50,36 @@ end
 return #KEYS
 "#;
 
-/// Deletes each key that holds our value, and returns how many it deleted.
-/// Keys held by another value are left untouched. Sent `ARGV[1]` only (see
-/// the [module docs](self)).
-pub const RELEASE_LUA: &str = r#"local count = 0
+/// The Lua lines every built-in release script starts with: for each key
+/// that holds our value (`ARGV[1]`), delete it and count it. What a script
+/// does with a deleted `key` goes next, then `lua_release_end!`.
+macro_rules! lua_release_each_key {
+    () => {
+        r#"local count = 0
 for i = 1, #KEYS do
   local key = KEYS[i]
   if redis.call("GET", key) == ARGV[1] then
     redis.call("DEL", key)
     count = count + 1
-  end
+"#
+    };
+}
+
+/// The Lua lines every built-in release script ends with: close the loop of
+/// `lua_release_each_key!` and reply with the count.
+macro_rules! lua_release_end {
+    () => {
+        r#"  end
 end
 return count
-"#;
+"#
+    };
+}
+
+/// Deletes each key that holds our value, and returns how many it deleted.
+/// Keys held by another value are left untouched. Sent `ARGV[1]` only (see
+/// the [module docs](self)).
+pub const RELEASE_LUA: &str = concat!(lua_release_each_key!(), lua_release_end!());
 
 /// The fenced acquire: `KEYS` = the n resources, then their n fence counters
 /// (the per-slot counters, [`crate::keys::fence_key`]), then their n legacy
@@ -164,21 +181,13 @@ macro_rules! lua_release_channel {
 /// the channels and the TTL as arguments, as an earlier version did, cost
 /// 3.1k more (44.0k).
 pub const RELEASE_NOTIFY_LUA: &str = concat!(
-    r#"local count = 0
-for i = 1, #KEYS do
-  local key = KEYS[i]
-  if redis.call("GET", key) == ARGV[1] then
-    redis.call("DEL", key)
-    count = count + 1
-"#,
+    lua_release_each_key!(),
     lua_release_channel!(),
     r#"    if redis.call("PUBSUB", "NUMSUB", channel)[2] > 0 then
       redis.call("PUBLISH", channel, ARGV[1])
     end
-  end
-end
-return count
-"#
+"#,
+    lua_release_end!()
 );
 
 /// Release with wake-on-release on a Redis Cluster (a backend whose
@@ -191,22 +200,14 @@ return count
 /// On Redis 6, which has neither, nothing is announced (waiters fall back to
 /// their retry delay).
 pub const RELEASE_NOTIFY_SHARDED_LUA: &str = concat!(
-    r#"local count = 0
-for i = 1, #KEYS do
-  local key = KEYS[i]
-  if redis.call("GET", key) == ARGV[1] then
-    redis.call("DEL", key)
-    count = count + 1
-"#,
+    lua_release_each_key!(),
     lua_release_channel!(),
     r#"    local reply = redis.pcall("PUBSUB", "SHARDNUMSUB", channel)
     if type(reply) == "table" and (tonumber(reply[2]) or 0) > 0 then
       redis.call("SPUBLISH", channel, ARGV[1])
     end
-  end
-end
-return count
-"#
+"#,
+    lua_release_end!()
 );
 
 /// A Lua script and its SHA-1 (hex), computed once.
