@@ -48,10 +48,10 @@ pub fn signal(signo: i32) -> u8 {
     u8::try_from(i32::from(SIGNAL_BASE).saturating_add(signo)).unwrap_or(u8::MAX)
 }
 
-/// The table `redlock --help` ends with: every subcommand's codes.
-pub const ALL_HELP: &str = "\
-Exit status of redlock run:
-  CMD's own     CMD ran and exited: its status is passed through
+/// The rows of `redlock run`'s exit codes, once for both help tables.
+macro_rules! run_rows {
+    () => {
+        "  CMD's own     CMD ran and exited: its status is passed through
   128+N         CMD died of signal N (redlock itself forwards SIGINT and
                 SIGTERM to CMD; before CMD started they end redlock with 128+N)
    64           bad usage (options, durations, node URLs, resource names)
@@ -60,9 +60,15 @@ Exit status of redlock run:
    75           the resource is held by someone else (--conflict-exit-code)
    78           a node refused for good (password/ACL, CROSSSLOT, script)
   126           CMD could not be executed
-  127           CMD was not found
+  127           CMD was not found"
+    };
+}
 
-Exit status of redlock status:
+/// The table `redlock --help` ends with: every subcommand's codes.
+pub const ALL_HELP: &str = concat!(
+    "Exit status of redlock run:\n",
+    run_rows!(),
+    "\n\nExit status of redlock status:
     0           a quorum of nodes was read (the first line says HELD, FREE
                 or UNKNOWN)
    64           bad usage
@@ -71,21 +77,11 @@ Exit status of redlock status:
 Exit status of redlock doctor:
     0           no check failed (there may be warnings)
     1           a check failed: a FAIL line says which, on which node
-   64           bad usage";
+   64           bad usage"
+);
 
 /// The table `redlock run --help` ends with.
-pub const HELP: &str = "\
-Exit status:
-  CMD's own     CMD ran and exited: its status is passed through
-  128+N         CMD died of signal N (redlock itself forwards SIGINT and
-                SIGTERM to CMD; before CMD started they end redlock with 128+N)
-   64           bad usage (options, durations, node URLs, resource names)
-   69           no quorum: too few nodes answered; check that most are up
-   70           the lock was lost while CMD ran; CMD got SIGTERM (then SIGKILL)
-   75           the resource is held by someone else (--conflict-exit-code)
-   78           a node refused for good (password/ACL, CROSSSLOT, script)
-  126           CMD could not be executed
-  127           CMD was not found";
+pub const HELP: &str = concat!("Exit status:\n", run_rows!());
 
 #[cfg(test)]
 mod tests {
