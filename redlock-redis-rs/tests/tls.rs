@@ -13,12 +13,8 @@ use redlock_testkit::server::{AclUser, NodeOptions, RedisNode, TestCa};
 const PASSWORD: &str = "acl-pass-1";
 
 fn tls_node() -> RedisNode {
-    RedisNode::start_with(NodeOptions {
-        tls: true,
-        acl_user: Some(AclUser::new("locker", PASSWORD)),
-        ..NodeOptions::default()
-    })
-    .expect("a TLS node with an ACL user")
+    RedisNode::start_with(NodeOptions::tls_as(AclUser::new("locker", PASSWORD)))
+        .expect("a TLS node with an ACL user")
 }
 
 fn trusting(ca: &TestCa) -> TlsCertificates {

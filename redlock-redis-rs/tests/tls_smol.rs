@@ -14,12 +14,8 @@ use redlock_testkit::server::{AclUser, NodeOptions, RedisNode, TestCa};
 fn a_lock_over_tls_as_the_acl_user_under_smol() {
     let nodes: Vec<RedisNode> = (0..3)
         .map(|_| {
-            RedisNode::start_with(NodeOptions {
-                tls: true,
-                acl_user: Some(AclUser::new("locker", "smol-pass")),
-                ..NodeOptions::default()
-            })
-            .expect("a TLS node with an ACL user")
+            RedisNode::start_with(NodeOptions::tls_as(AclUser::new("locker", "smol-pass")))
+                .expect("a TLS node with an ACL user")
         })
         .collect();
     let ca = TestCa::shared().expect("the test CA");

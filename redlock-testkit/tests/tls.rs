@@ -14,12 +14,8 @@ fn whoami(probe: &Probe) -> redis::RedisResult<String> {
 }
 
 fn tls_node() -> RedisNode {
-    RedisNode::start_with(NodeOptions {
-        tls: true,
-        acl_user: Some(AclUser::new("locker", "locker-pass")),
-        ..NodeOptions::default()
-    })
-    .expect("start a TLS node with an ACL user")
+    RedisNode::start_with(NodeOptions::tls_as(AclUser::new("locker", "locker-pass")))
+        .expect("start a TLS node with an ACL user")
 }
 
 #[test]

@@ -62,6 +62,26 @@ pub struct NodeOptions {
     pub fake_clock: bool,
 }
 
+impl NodeOptions {
+    /// A node that serves clients over TLS only ([`tls`](Self::tls)) and
+    /// creates `user` ([`acl_user`](Self::acl_user)), whom its
+    /// [`url`](RedisNode::url) logs in as; every other option at its default.
+    ///
+    /// ```no_run
+    /// use redlock_testkit::server::{AclUser, NodeOptions, RedisNode};
+    /// let node = RedisNode::start_with(NodeOptions::tls_as(AclUser::new("locker", "pw")))?;
+    /// assert!(node.url().starts_with("rediss://locker:pw@"));
+    /// # Ok::<(), redlock_testkit::server::LaunchError>(())
+    /// ```
+    pub fn tls_as(user: AclUser) -> NodeOptions {
+        NodeOptions {
+            tls: true,
+            acl_user: Some(user),
+            ..NodeOptions::default()
+        }
+    }
+}
+
 impl Default for NodeOptions {
     fn default() -> Self {
         NodeOptions {
