@@ -59,7 +59,8 @@
 //! | `builder.rs` | [`RedlockBuilder`]: nodes, settings, scripts, clock, error hook |
 //! | `validate.rs` | input checks: a bad argument is [`InvalidInput`] and reaches no node |
 //! | `acquire.rs` | one acquisition: attempt, undo a partial lock, retry, fencing token, wake-on-release |
-//! | `round.rs` | one round: ask every node in parallel; a pure, synchronous vote tally decides it |
+//! | `round.rs` | one round: ask every node in parallel, and let the tally decide when to stop |
+//! | `tally.rs` | the vote tally: pure and synchronous, it counts each node's reply and decides the round |
 //! | `retry.rs` | the retry policy (how many attempts, which failures, jittered delay) shared by acquire and extend |
 //! | `lock.rs` | [`Lock`]: validity, extension, idempotent release |
 //! | `using.rs` | [`Redlock::using`] and its [`AbortSignal`] (the loss signal, and the lock's token and validity) |
